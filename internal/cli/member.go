@@ -12,4 +12,3 @@ func (a *App) memberCmd() *cobra.Command {
 	cmd.AddCommand(a.memberRunCmd())
 	return cmd
 }
-
