@@ -43,6 +43,9 @@ func (d Dir) Create(o CreateOptions) (*spec.Cluster, error) {
 	if err := d.removeLeftovers(); err != nil {
 		return nil, err
 	}
+	if err := fsutil.MkdirAll(string(d)); err != nil {
+		return nil, err
+	}
 	staging, err := os.MkdirTemp(string(d), ".staging-")
 	if err != nil {
 		return nil, fmt.Errorf("create %s: %w", d, err)

@@ -54,6 +54,11 @@ func Up(ctx context.Context, o UpOptions, obs Observer) error {
 	if o.StopGrace == 0 {
 		o.StopGrace = 30 * time.Second
 	}
+	// Refuse someone else's directory before writing anything into it, even
+	// the lock file.
+	if err := o.Dir.checkOwned(); err != nil {
+		return err
+	}
 	unlock, err := o.Dir.Lock()
 	if err != nil {
 		return err

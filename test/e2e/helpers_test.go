@@ -2,12 +2,13 @@ package e2e
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"time"
 )
 
 func shortCtx(parent context.Context) context.Context {
-	ctx, cancel := context.WithTimeout(parent, 3*time.Second)
+	ctx, cancel := context.WithTimeout(parent, time.Second)
 	go func() {
 		<-ctx.Done()
 		cancel()
@@ -25,3 +26,5 @@ func withoutVar(env []string, name string) []string {
 	}
 	return out
 }
+
+func itoa(n int) string { return strconv.Itoa(n) }

@@ -129,6 +129,10 @@ func TestUp(t *testing.T) {
 		t.Fatalf("m2 server certificate SANs %v lack 127.0.0.2", certs[0].IPAddresses)
 	}
 
+	// A second `up` on the same directory is refused while this one runs.
+	r = testutil.Run(t, nil, bin, "up", "--dir", dir)
+	expectFailure(t, r, 1, "another `etcdkit up` is running on "+dir)
+
 	// Ctrl-C stops every member and exits 0.
 	pids := c.MemberPIDs(t)
 	if len(pids) != 3 {
@@ -142,6 +146,10 @@ func TestUp(t *testing.T) {
 			t.Errorf("member %s (pid %d) still running after up stopped", name, pid)
 		}
 	}
+
+	// A different size needs --fresh, and says so.
+	r = testutil.Run(t, nil, bin, "up", "--dir", dir, "--members", "5")
+	expectFailure(t, r, 1, "holds a 3-member cluster", "--fresh --members 5")
 
 	// `up` again restarts the same cluster with its data.
 	c = testutil.Up(t, dir)
@@ -243,4 +251,47 @@ func init() {
 	// Member processes outlive a crashed test only until their parent-death
 	// signal; nothing here depends on the working directory.
 	_ = os.Setenv("NOTIFY_SOCKET", "")
+}
+
+// TestUpBadInput: bad flags and a directory that is not up's are refused
+// with one clear message, and nothing is created.
+func TestUpBadInput(t *testing.T) {
+	bin := testutil.Etcdkit(t)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--members", "0"}, "invalid value 0 for flag --members; use 1 to 9"},
+		{[]string{"--members", "12"}, "invalid value 12 for flag --members; use 1 to 9"},
+		{[]string{"--key-algorithm", "dsa"}, `invalid key algorithm "dsa"; options are ecdsa-p256`},
+		{[]string{"--membrs", "3"}, "unknown flag: --membrs"},
+	} {
+		dir := filepath.Join(t.TempDir(), "c")
+		r := testutil.Run(t, nil, bin, append([]string{"up", "--dir", dir}, tc.args...)...)
+		expectFailure(t, r, 2, tc.want)
+		if _, err := os.Stat(dir); !os.IsNotExist(err) {
+			t.Errorf("%v: %s was created", tc.args, dir)
+		}
+	}
+
+	// A directory holding someone else's files is never touched, --fresh
+	// or not.
+	dir := t.TempDir()
+	mine := filepath.Join(dir, "notes.txt")
+	if err := os.WriteFile(mine, []byte("keep me"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, extra := range [][]string{nil, {"--fresh"}} {
+		r := testutil.Run(t, nil, bin, append([]string{"up", "--dir", dir}, extra...)...)
+		expectFailure(t, r, 1, "is not empty and was not made by `etcdkit up`", `"notes.txt"`)
+		entries, _ := os.ReadDir(dir)
+		for _, e := range entries {
+			if e.Name() != "notes.txt" {
+				t.Errorf("up %v created %s in a foreign directory", extra, e.Name())
+			}
+		}
+		if b, _ := os.ReadFile(mine); string(b) != "keep me" {
+			t.Fatal("the foreign file was changed")
+		}
+	}
 }
