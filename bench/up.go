@@ -1,0 +1,149 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/etcdkit/etcdkit/internal/connect"
+	"github.com/etcdkit/etcdkit/internal/local"
+)
+
+// UpEtcdkit measures `etcdkit up` in a new directory: from starting the
+// command to the first acknowledged write, certificates and configs
+// included.
+func UpEtcdkit(b *Binaries, members int) (time.Duration, error) {
+	dir, err := os.MkdirTemp("", "bench-up-")
+	if err != nil {
+		return 0, err
+	}
+	defer os.RemoveAll(dir)
+	d := local.Dir(filepath.Join(dir, "c"))
+	cmd := exec.Command(b.Etcdkit, "up", "--dir", string(d), "--members", fmt.Sprint(members))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		return 0, err
+	}
+	defer stop(cmd)
+	// The spec appears once `up` has made the PKI and configs; only then
+	// are the endpoints known.
+	var settings connect.Settings
+	for {
+		if settings, err = d.Settings(); err == nil {
+			break
+		}
+		if time.Since(start) > time.Minute {
+			return 0, fmt.Errorf("etcdkit up made no cluster in a minute: %w", err)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	if err := firstWrite(settings, start); err != nil {
+		return 0, err
+	}
+	return time.Since(start), nil
+}
+
+// UpStock measures N stock etcd servers started together, as systemd
+// starts them on N hosts, from the same configs (etcd's --config-file reads
+// etcdkit's rendered YAML) and certificates, made before the clock starts.
+func UpStock(b *Binaries, members int) (time.Duration, error) {
+	dir, err := os.MkdirTemp("", "bench-stock-")
+	if err != nil {
+		return 0, err
+	}
+	defer os.RemoveAll(dir)
+	d := local.Dir(filepath.Join(dir, "c"))
+	c, err := d.Create(local.CreateOptions{Members: members})
+	if err != nil {
+		return 0, err
+	}
+	settings, err := d.Settings()
+	if err != nil {
+		return 0, err
+	}
+	start := time.Now()
+	for _, m := range c.Members {
+		cmd := exec.Command(b.StockEtcd, "--config-file", d.Member(m.Name).Config())
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		if err := cmd.Start(); err != nil {
+			return 0, err
+		}
+		defer stop(cmd)
+	}
+	if err := firstWrite(settings, start); err != nil {
+		return 0, err
+	}
+	return time.Since(start), nil
+}
+
+// firstWrite puts a key through any endpoint until one put is acknowledged.
+func firstWrite(s connect.Settings, start time.Time) error {
+	t, err := connect.Resolve(s, connect.Settings{})
+	if err != nil {
+		return err
+	}
+	tlsCfg, err := t.TLS()
+	if err != nil {
+		return err
+	}
+	cli, err := clientv3.New(clientv3.Config{Endpoints: t.Endpoints, TLS: tlsCfg, DialTimeout: time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 250*time.Millisecond)
+		_, err := cli.Put(ctx, "bench/first-write", "x")
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if time.Since(start) > time.Minute {
+			return fmt.Errorf("no write acknowledged in a minute: %w", err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// stop ends a process group gracefully, then by force.
+func stop(cmd *exec.Cmd) {
+	if cmd.Process == nil {
+		return
+	}
+	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		<-done
+	}
+}
+
+var errNoRuns = errors.New("no runs")
+
+// Measure runs f n times.
+func Measure(name string, n int, f func() (time.Duration, error)) (Sample, error) {
+	s := Sample{Name: name}
+	for i := 0; i < n; i++ {
+		d, err := f()
+		if err != nil {
+			return s, fmt.Errorf("%s, run %d: %w", name, i+1, err)
+		}
+		s.Runs = append(s.Runs, d)
+	}
+	if len(s.Runs) == 0 {
+		return s, errNoRuns
+	}
+	return s, nil
+}
