@@ -148,8 +148,8 @@ func Recover(ctx context.Context, o RecoverOptions) (*RecoverResult, error) {
 	}
 	total := len(voters) + 1
 	if alive := len(reachable) + 1; alive >= total/2+1 {
-		return nil, fmt.Errorf("%w: %d of %d voting members answer (%s with %q): start %q normally and the cluster heals by itself; cluster recover is only for when a majority is gone for good",
-			ErrQuorumReachable, alive, total, strings.Join(reachable, ", "), o.Member, o.Member)
+		return nil, fmt.Errorf("%w: %d of the other %d voting members answer (%s); with %q that is %d of %d, a quorum: start %q normally and the cluster heals by itself. cluster recover is only for when a majority is gone for good",
+			ErrQuorumReachable, len(reachable), len(voters), strings.Join(reachable, ", "), o.Member, alive, total, o.Member)
 	}
 
 	backupDir := o.BackupDir

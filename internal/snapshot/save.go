@@ -91,6 +91,13 @@ func FileName(t time.Time) string {
 // path.part, fsyncs it, verifies the embedded sha256 and the database,
 // renames it into place and writes the sidecar path.json.
 func Save(ctx context.Context, t *connect.Target, path string, o SaveOptions) (*Info, error) {
+	if o.Time.IsZero() {
+		o.Time = time.Now()
+	}
+	// Refuse an existing file before asking the cluster for anything.
+	if !o.Overwrite && fsutil.Exists(Target(path, o.Time)) {
+		return nil, fmt.Errorf("%s already exists; choose another name, or give a directory to name the file by time", Target(path, o.Time))
+	}
 	src, err := ChooseSource(ctx, t)
 	if err != nil {
 		return nil, err
