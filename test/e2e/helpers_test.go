@@ -1,13 +1,13 @@
 package e2e
 
 import (
-	"testing"
-
 	"context"
-	"github.com/etcdkit/etcdkit/internal/testutil"
 	"strconv"
 	"strings"
+	"testing"
 	"time"
+
+	"github.com/etcdkit/etcdkit/internal/testutil"
 )
 
 func shortCtx(parent context.Context) context.Context {
