@@ -4,7 +4,10 @@ import (
 	"context"
 	"strconv"
 	"strings"
+	"testing"
 	"time"
+
+	"github.com/etcdkit/etcdkit/internal/testutil"
 )
 
 func shortCtx(parent context.Context) context.Context {
@@ -28,3 +31,15 @@ func withoutVar(env []string, name string) []string {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// waitStderr waits until a process has printed s on stderr.
+func waitStderr(t *testing.T, p *testutil.Proc, s string) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for !strings.Contains(p.Stderr(), s) {
+		if time.Now().After(deadline) || p.Exited() {
+			t.Fatalf("stderr never showed %q:\n%s", s, p.Stderr())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

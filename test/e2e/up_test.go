@@ -133,11 +133,26 @@ func TestUp(t *testing.T) {
 	r = testutil.Run(t, nil, bin, "up", "--dir", dir)
 	expectFailure(t, r, 1, "another `etcdkit up` is running on "+dir)
 
-	// Ctrl-C stops every member and exits 0.
 	pids := c.MemberPIDs(t)
 	if len(pids) != 3 {
 		t.Fatalf("want 3 member pid files, got %v", pids)
 	}
+
+	// A member that dies is reported, with its log, and not restarted
+	// behind the operator's back; the other two keep serving.
+	if err := syscall.Kill(pids["m3"], syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitStderr(t, c.Proc, `member "m3" stopped unexpectedly (signal: killed)`)
+	if !strings.Contains(c.Proc.Stderr(), filepath.Join(dir, "members", "m3", "member.log")) {
+		t.Fatalf("the report does not name m3's log:\n%s", c.Proc.Stderr())
+	}
+	if _, err := c.Client(t, eps[0]).Put(ctx, "after-m3-died", "v"); err != nil {
+		t.Fatalf("two of three members must still serve: %v", err)
+	}
+	delete(pids, "m3")
+
+	// Ctrl-C stops every member and exits 0.
 	if code := c.Stop(t); code != 0 {
 		t.Fatalf("up exited %d after SIGINT\n%s", code, c.Proc.Stderr())
 	}
