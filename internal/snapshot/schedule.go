@@ -133,7 +133,7 @@ func (s *Schedule) Run(ctx context.Context, e *embed.Etcd, lg *zap.Logger) {
 			return
 		case <-timer.C:
 		}
-		if e.Server.Leader() != e.Server.MemberID() {
+		if !confirmLeader(ctx, e, cli) {
 			continue
 		}
 		s.take(ctx, e, cli, tick, lg)
@@ -169,6 +169,22 @@ func (s *Schedule) take(ctx context.Context, e *embed.Etcd, cli *clientv3.Client
 			lg.Info("pruned snapshot", zap.String("path", d.Path), zap.Int("keep", s.Keep))
 		}
 	}
+}
+
+// confirmLeader reports whether this member leads, confirmed by the
+// cluster: a leader cut off from its peers still believes it leads until
+// it notices, and must not snapshot the same tick as the new leader. A
+// linearizable read needs a quorum to acknowledge the leader's term.
+func confirmLeader(ctx context.Context, e *embed.Etcd, cli *clientv3.Client) bool {
+	if e.Server.Leader() != e.Server.MemberID() {
+		return false
+	}
+	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if _, err := cli.Get(cctx, "etcdkit/backup/leader-check", clientv3.WithCountOnly()); err != nil {
+		return false
+	}
+	return e.Server.Leader() == e.Server.MemberID()
 }
 
 // sourceOf describes the member itself as a snapshot source.
