@@ -115,6 +115,8 @@ Start with:  etcdkit up          a secure 3-member cluster on this machine`,
 		a.memberCmd(),
 		a.healthCmd(),
 		a.statusCmd(),
+		a.snapshotCmd(),
+		a.clusterCmd(),
 	)
 	return root
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/etcdkit/etcdkit/internal/etcdconf"
 	"github.com/etcdkit/etcdkit/internal/member"
+	"github.com/etcdkit/etcdkit/internal/snapshot"
 )
 
 func (a *App) memberRunCmd() *cobra.Command {
@@ -39,11 +40,16 @@ stops it cleanly (exit 0).`,
 			if err != nil {
 				return err
 			}
+			services, err := snapshot.Services(cfg, configPath, src)
+			if err != nil {
+				return err
+			}
 			return member.Run(cmd.Context(), member.Options{
 				Config:            cfg,
 				ConfigPath:        configPath,
 				Source:            src,
 				AllowInsecureHTTP: insecureHTTP,
+				Services:          services,
 				Warn:              func(msg string) { fmt.Fprintf(a.Err, "warning: %s\n", msg) },
 			})
 		},

@@ -23,6 +23,7 @@ func (a *App) upCmd() *cobra.Command {
 		members int
 		fresh   bool
 		keyAlg  string
+		restore string
 	)
 	cmd := &cobra.Command{
 		Use:   "up",
@@ -52,6 +53,12 @@ process; Ctrl-C stops them all.`,
 			if err != nil {
 				return err
 			}
+			if restore != "" {
+				if err := a.upRestore(local.Dir(abs), restore, fresh, members, alg); err != nil {
+					return err
+				}
+				fresh = false // done by the restore, which must not be undone
+			}
 			return local.Up(cmd.Context(), local.UpOptions{
 				Dir: local.Dir(abs), Members: members, Fresh: fresh, KeyAlgorithm: alg, Exe: exe,
 			}, &upPrinter{app: a, ctx: cmd.Context(), dir: abs})
@@ -60,6 +67,7 @@ process; Ctrl-C stops them all.`,
 	cmd.Flags().StringVar(&dir, "dir", local.DefaultDir, "directory for the cluster's PKI, configs and data")
 	cmd.Flags().IntVar(&members, "members", local.DefaultMembers, "number of members of a new cluster")
 	cmd.Flags().BoolVar(&fresh, "fresh", false, "delete the cluster in --dir, data included, and start a new one")
+	cmd.Flags().StringVar(&restore, "restore", "", "bring the cluster back from this snapshot first (existing data is moved aside)")
 	cmd.Flags().StringVar(&keyAlg, "key-algorithm", string(pki.DefaultKeyAlgorithm), "key algorithm of a new cluster's certificates")
 	_ = cmd.MarkFlagDirname("dir")
 	return cmd

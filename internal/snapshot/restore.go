@@ -1,0 +1,238 @@
+package snapshot
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	etcdutlsnap "go.etcd.io/etcd/etcdutl/v3/snapshot"
+	"go.uber.org/zap"
+
+	"github.com/etcdkit/etcdkit/internal/fsutil"
+	"github.com/etcdkit/etcdkit/internal/spec"
+)
+
+// DefaultRevisionBump is how far a restore moves the revision forward by
+// default, etcd's recommendation for clusters with watchers and caches
+// (Kubernetes): clients never see the revision go back, and marking it
+// compacted makes every watcher re-list instead of missing the gap.
+const DefaultRevisionBump = 1_000_000_000
+
+// RestoreOptions configures Restore.
+type RestoreOptions struct {
+	// Snapshot is the snapshot file.
+	Snapshot string
+	// Cluster is the spec: every member is in the restored cluster's
+	// initial membership.
+	Cluster *spec.Cluster
+	// Members names the members whose data dirs are on this machine and
+	// are restored now. Every machine must restore the same snapshot with
+	// the same token.
+	Members []string
+	// Token is the new cluster's token; default DefaultToken.
+	Token string
+	// RevisionBump moves the revision forward and marks it compacted
+	// (both or neither: 0 does neither).
+	RevisionBump uint64
+	// MoveAside renames non-empty data dirs to DATADIR.before-restore-TIME
+	// instead of refusing. Nothing is ever deleted.
+	MoveAside bool
+	// SkipHashCheck accepts a db file copied from a data dir.
+	SkipHashCheck bool
+	// Now stamps moved-aside directories; default time.Now.
+	Now func() time.Time
+}
+
+// RestoredMember is one member's restored data dir.
+type RestoredMember struct {
+	Name    string `json:"name"`
+	DataDir string `json:"dataDir"`
+	// MovedAside is where the data dir's previous content went, if any.
+	MovedAside string `json:"movedAside,omitempty"`
+}
+
+// RestoreResult is what Restore did.
+type RestoreResult struct {
+	Snapshot *FileStatus      `json:"snapshot"`
+	Token    string           `json:"token"`
+	Revision int64            `json:"revision"`
+	Members  []RestoredMember `json:"members"`
+}
+
+// DefaultToken is the cluster token of a restore: new for every snapshot,
+// so restored members never mix with the old cluster, and the same on
+// every machine that restores the same file, so no one has to carry a
+// secret from host to host.
+func DefaultToken(clusterName, sha256 string) string {
+	return fmt.Sprintf("%s-restored-%.12s", clusterName, sha256)
+}
+
+// Restore makes data dirs for o.Members from a snapshot, each a member of a
+// new cluster made of every member of the spec, with etcdutl's restore.
+// It verifies the snapshot and checks every data dir before it touches any;
+// each member is restored into a staging directory first, and only when
+// all are ready are they moved into place.
+func Restore(o RestoreOptions) (*RestoreResult, error) {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	c := o.Cluster
+	if len(o.Members) == 0 {
+		return nil, errors.New("no member to restore")
+	}
+	var members []*spec.Member
+	var errs []error
+	for _, name := range o.Members {
+		m, ok := c.Member(name)
+		if !ok {
+			errs = append(errs, fmt.Errorf("member %q is not in the cluster spec (members: %s)", name, c.InitialCluster()))
+			continue
+		}
+		members = append(members, m)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	st, err := Verify(o.Snapshot, VerifyOptions{SkipHashCheck: o.SkipHashCheck})
+	if err != nil {
+		return nil, err
+	}
+	token := o.Token
+	if token == "" {
+		token = DefaultToken(c.Name, st.SHA256)
+	}
+	res := &RestoreResult{Snapshot: st, Token: token, Revision: st.Revision}
+	if o.RevisionBump > 0 {
+		res.Revision += int64(o.RevisionBump)
+	}
+
+	// Check every data dir first: refuse before changing anything.
+	stamp := o.Now().UTC().Format("20060102T150405Z")
+	for _, m := range members {
+		dir := c.MemberDataDir(m)
+		r := RestoredMember{Name: m.Name, DataDir: dir}
+		if err := checkDataDirFree(dir); err != nil {
+			errs = append(errs, fmt.Errorf("member %q: %w", m.Name, err))
+			continue
+		}
+		empty, err := fsutil.DirEmpty(dir)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("member %q: data dir %s: %w", m.Name, dir, err))
+			continue
+		}
+		if !empty {
+			r.MovedAside = dir + ".before-restore-" + stamp
+			if !o.MoveAside {
+				errs = append(errs, fmt.Errorf("member %q: data dir %s is not empty; a restore never overwrites data: stop the member and pass --move-aside (it renames the directory to %s), or move it away yourself", m.Name, dir, filepath.Base(r.MovedAside)))
+				continue
+			}
+			if fsutil.Exists(r.MovedAside) {
+				errs = append(errs, fmt.Errorf("member %q: %s already exists; retry in a second", m.Name, r.MovedAside))
+				continue
+			}
+		}
+		res.Members = append(res.Members, r)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+
+	// Restore each member into a staging dir beside its data dir (same
+	// file system, so the final move is a rename).
+	staged := make([]string, len(res.Members))
+	cleanup := func() {
+		for _, s := range staged {
+			if s != "" {
+				os.RemoveAll(s)
+			}
+		}
+	}
+	for i, r := range res.Members {
+		m := members[i]
+		parent := filepath.Dir(r.DataDir)
+		if err := fsutil.MkdirAll(parent); err != nil {
+			cleanup()
+			return nil, err
+		}
+		s, err := os.MkdirTemp(parent, "."+filepath.Base(r.DataDir)+".restoring-")
+		if err != nil {
+			cleanup()
+			return nil, fmt.Errorf("member %q: %w", m.Name, err)
+		}
+		staged[i] = s
+		err = etcdutlsnap.NewV3(zap.NewNop()).Restore(etcdutlsnap.RestoreConfig{
+			SnapshotPath:        o.Snapshot,
+			Name:                m.Name,
+			OutputDataDir:       s,
+			PeerURLs:            []string{m.PeerURL},
+			InitialCluster:      c.InitialCluster(),
+			InitialClusterToken: token,
+			SkipHashCheck:       o.SkipHashCheck,
+			RevisionBump:        o.RevisionBump,
+			MarkCompacted:       o.RevisionBump > 0,
+		})
+		if err != nil {
+			cleanup()
+			return nil, fmt.Errorf("member %q: restore %s: %w", m.Name, o.Snapshot, err)
+		}
+	}
+
+	// Move old data aside, then every staged dir into place. A failure
+	// undoes what was moved so far.
+	// Staged dirs are removed on failure only: once the loop below ends,
+	// every one of them has become a data dir.
+	var undo []func()
+	rollback := func() {
+		for i := len(undo) - 1; i >= 0; i-- {
+			undo[i]()
+		}
+		cleanup()
+	}
+	for i, r := range res.Members {
+		if r.MovedAside != "" {
+			if err := os.Rename(r.DataDir, r.MovedAside); err != nil {
+				rollback()
+				return nil, fmt.Errorf("member %q: move %s aside: %w", r.Name, r.DataDir, err)
+			}
+			undo = append(undo, func() { _ = os.Rename(r.MovedAside, r.DataDir) })
+		} else if err := os.Remove(r.DataDir); err != nil && !errors.Is(err, os.ErrNotExist) {
+			rollback()
+			return nil, fmt.Errorf("member %q: %w", r.Name, err)
+		}
+		if err := os.Rename(staged[i], r.DataDir); err != nil {
+			rollback()
+			return nil, fmt.Errorf("member %q: put the restored data in %s: %w", r.Name, r.DataDir, err)
+		}
+		s := staged[i]
+		undo = append(undo, func() { _ = os.Rename(r.DataDir, s) })
+		if err := fsutil.SyncDir(filepath.Dir(r.DataDir)); err != nil {
+			rollback()
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+// checkDataDirFree refuses a data dir a running member holds.
+func checkDataDirFree(dir string) error {
+	db := filepath.Join(dir, "member", "snap", "db")
+	fd, err := syscall.Open(db, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+	if errors.Is(err, syscall.ENOENT) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("data dir %s: %w", dir, err)
+	}
+	defer syscall.Close(fd)
+	err = syscall.Flock(fd, syscall.LOCK_EX|syscall.LOCK_NB)
+	if errors.Is(err, syscall.EWOULDBLOCK) {
+		return fmt.Errorf("data dir %s is in use by a running etcd member; stop it first", dir)
+	}
+	if err == nil {
+		_ = syscall.Flock(fd, syscall.LOCK_UN)
+	}
+	return nil
+}
