@@ -5,7 +5,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -49,10 +48,10 @@ func writeConfig(t *testing.T, dir string, cfg *etcdconf.Config) string {
 // exit code 0.
 func TestMemberRunStopsCleanly(t *testing.T) {
 	bin := testutil.Etcdkit(t)
-	path, cfg := oneMember(t)
+	path, _ := oneMember(t)
 	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
 		p := testutil.Start(t, nil, bin, "member", "run", "--config", path)
-		waitServing(t, p, cfg.AdvertiseClientURLs)
+		testutil.WaitReady(t, p)
 		if err := p.Signal(sig); err != nil {
 			t.Fatal(err)
 		}
@@ -73,7 +72,7 @@ func TestMemberRunBadInput(t *testing.T) {
 		cfg.ClientTransportSecurity.CertFile = filepath.Join(filepath.Dir(path), "ssl", "nope.pem")
 		bad := writeConfig(t, filepath.Dir(path), cfg)
 		r := testutil.Run(t, nil, bin, "member", "run", "--config", bad)
-		expectFailure(t, r, 2, "client-transport-security.cert-file", "nope.pem: file does not exist")
+		testutil.ExpectFailure(t, r, 2, "client-transport-security.cert-file", "nope.pem: file does not exist")
 		expectNoDataDir(t, cfg)
 	})
 
@@ -82,7 +81,7 @@ func TestMemberRunBadInput(t *testing.T) {
 		cfg.ListenPeerURLs = "https//127.0.0.1:2380"
 		bad := writeConfig(t, filepath.Dir(path), cfg)
 		r := testutil.Run(t, nil, bin, "member", "run", "--config", bad)
-		expectFailure(t, r, 2, "listen-peer-urls", `invalid URL "https//127.0.0.1:2380"`)
+		testutil.ExpectFailure(t, r, 2, "listen-peer-urls", `invalid URL "https//127.0.0.1:2380"`)
 		expectNoDataDir(t, cfg)
 	})
 
@@ -92,7 +91,7 @@ func TestMemberRunBadInput(t *testing.T) {
 			t.Fatal(err)
 		}
 		r := testutil.Run(t, nil, bin, "member", "run", "--config", path)
-		expectFailure(t, r, 2, "readable by others", "chmod 600 "+cfg.PeerTransportSecurity.KeyFile)
+		testutil.ExpectFailure(t, r, 2, "readable by others", "chmod 600 "+cfg.PeerTransportSecurity.KeyFile)
 		expectNoDataDir(t, cfg)
 	})
 
@@ -107,7 +106,7 @@ func TestMemberRunBadInput(t *testing.T) {
 			t.Fatal(err)
 		}
 		r := testutil.Run(t, nil, bin, "member", "run", "--config", bad)
-		expectFailure(t, r, 2, "snapshot-cuont: unknown key", `did you mean "snapshot-count"?`)
+		testutil.ExpectFailure(t, r, 2, "snapshot-cuont: unknown key", `did you mean "snapshot-count"?`)
 		expectNoDataDir(t, cfg)
 	})
 
@@ -123,14 +122,14 @@ func TestMemberRunBadInput(t *testing.T) {
 		}
 		defer l.Close()
 		r := testutil.Run(t, nil, bin, "member", "run", "--config", path)
-		expectFailure(t, r, 1, `member "m1": cannot start`, "address already in use")
+		testutil.ExpectFailure(t, r, 1, `member "m1": cannot start`, "address already in use")
 		expectNoDataDir(t, cfg)
 	})
 
 	t.Run("data dir held by a running member", func(t *testing.T) {
 		path, cfg := oneMember(t)
 		p := testutil.Start(t, nil, bin, "member", "run", "--config", path)
-		waitServing(t, p, cfg.AdvertiseClientURLs)
+		testutil.WaitReady(t, p)
 		// Same data dir, other ports: only the data dir is shared.
 		ports, err := local.FreePorts("127.0.0.1", 2)
 		if err != nil {
@@ -144,7 +143,7 @@ func TestMemberRunBadInput(t *testing.T) {
 		second.InitialCluster = "m1=" + second.ListenPeerURLs
 		bad := writeConfig(t, filepath.Dir(path), &second)
 		r := testutil.Run(t, nil, bin, "member", "run", "--config", bad)
-		expectFailure(t, r, 1, "is in use by another running etcd member", cfg.DataDir)
+		testutil.ExpectFailure(t, r, 1, "is in use by another running etcd member", cfg.DataDir)
 		if p.Exited() {
 			t.Fatalf("the running member stopped: %s", p.Stderr())
 		}
@@ -152,60 +151,15 @@ func TestMemberRunBadInput(t *testing.T) {
 
 	t.Run("no config", func(t *testing.T) {
 		r := testutil.Run(t, nil, bin, "member", "run")
-		expectFailure(t, r, 2, "--config is required")
+		testutil.ExpectFailure(t, r, 2, "--config is required")
 		r = testutil.Run(t, nil, bin, "member", "run", "--config", filepath.Join(t.TempDir(), "missing.yaml"))
-		expectFailure(t, r, 2, "missing.yaml: no such file or directory")
+		testutil.ExpectFailure(t, r, 2, "missing.yaml: no such file or directory")
 	})
-}
-
-func expectFailure(t *testing.T, r testutil.Result, code int, want ...string) {
-	t.Helper()
-	if r.Code != code {
-		t.Fatalf("exit code %d, want %d\nstderr:\n%s", r.Code, code, r.Stderr)
-	}
-	errLines := 0
-	for _, l := range strings.Split(r.Stderr, "\n") {
-		if strings.HasPrefix(l, "Error: ") {
-			errLines++
-		}
-	}
-	if errLines != 1 {
-		t.Fatalf("want exactly one Error: line, got %d\nstderr:\n%s", errLines, r.Stderr)
-	}
-	for _, w := range want {
-		if !strings.Contains(r.Stderr, w) {
-			t.Fatalf("stderr lacks %q:\n%s", w, r.Stderr)
-		}
-	}
-	testutil.AssertNoStackTrace(t, r.Stderr)
 }
 
 func expectNoDataDir(t *testing.T, cfg *etcdconf.Config) {
 	t.Helper()
 	if _, err := os.Stat(cfg.DataDir); !os.IsNotExist(err) {
 		t.Fatalf("data dir %s was created by a member that could not start (err %v)", cfg.DataDir, err)
-	}
-}
-
-// waitServing waits until the member accepts TCP connections on its client
-// URL, failing if it exits.
-func waitServing(t *testing.T, p *testutil.Proc, clientURL string) {
-	t.Helper()
-	u, err := url.Parse(strings.Split(clientURL, ",")[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(time.Minute)
-	for {
-		if p.Exited() {
-			t.Fatalf("member exited: %s", p.Stderr())
-		}
-		if strings.Contains(p.Stderr(), "member is ready") {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("member %s not ready:\n%s", u.Host, p.Stderr())
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -4,25 +4,21 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"github.com/etcdkit/etcdkit/internal/connect"
 	"github.com/etcdkit/etcdkit/internal/etcdconf"
 	"github.com/etcdkit/etcdkit/internal/local"
 	"github.com/etcdkit/etcdkit/internal/render"
 	"github.com/etcdkit/etcdkit/internal/snapshot"
-	"github.com/etcdkit/etcdkit/internal/spec"
 	"github.com/etcdkit/etcdkit/internal/testutil"
 )
 
@@ -105,25 +101,25 @@ func TestSnapshotRestoreCluster(t *testing.T) {
 
 	// Damaged snapshots and non-empty data dirs are refused, and nothing
 	// in the cluster directory changes.
-	before := treeState(t, dir)
+	before := testutil.TreeState(t, dir)
 	good, err := os.ReadFile(info.Path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	truncated := filepath.Join(snaps, "truncated.db")
-	writeBytes(t, truncated, good[:len(good)/2])
+	testutil.WriteBytes(t, truncated, good[:len(good)/2])
 	corrupted := filepath.Join(snaps, "corrupted.db")
 	flipped := slices.Clone(good)
 	flipped[len(flipped)/3] ^= 0x55
-	writeBytes(t, corrupted, flipped)
+	testutil.WriteBytes(t, corrupted, flipped)
 	for _, bad := range []string{truncated, corrupted} {
 		r = testutil.Run(t, nil, bin, "cluster", "restore", bad, "--spec", specPath, "--all-local", "--move-aside")
-		expectFailure(t, r, 1, bad, "not a valid etcd snapshot")
-		assertTreeState(t, dir, before)
+		testutil.ExpectFailure(t, r, 1, bad, "not a valid etcd snapshot")
+		testutil.AssertTreeState(t, dir, before)
 	}
 	r = testutil.Run(t, nil, bin, "cluster", "restore", info.Path, "--spec", specPath, "--all-local")
-	expectFailure(t, r, 1, `member "m1": data dir`, `member "m3": data dir`, "is not empty", "--move-aside")
-	assertTreeState(t, dir, before)
+	testutil.ExpectFailure(t, r, 1, `member "m1": data dir`, `member "m3": data dir`, "is not empty", "--move-aside")
+	testutil.AssertTreeState(t, dir, before)
 
 	// Disaster: every data dir is gone.
 	for i := range cl.Members {
@@ -233,199 +229,64 @@ func putKeys(t *testing.T, ctx context.Context, cli *clientv3.Client, n int) {
 	}
 }
 
-func writeBytes(t *testing.T, path string, b []byte) {
-	t.Helper()
-	if err := os.WriteFile(path, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// treeState is every path under dir with its size, and the sha256 of each
-// member database.
-func treeState(t *testing.T, dir string) map[string]string {
-	t.Helper()
-	out := map[string]string{}
-	err := filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
-		if err != nil {
-			return err
-		}
-		if strings.HasSuffix(p, ".log") || strings.HasSuffix(p, ".lock") {
-			return nil
-		}
-		v := fmt.Sprint(fi.IsDir(), fi.Size())
-		if filepath.Base(p) == "db" {
-			b, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			v = fmt.Sprintf("%x", sha256.Sum256(b))
-		}
-		out[p] = v
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
-func assertTreeState(t *testing.T, dir string, want map[string]string) {
-	t.Helper()
-	got := treeState(t, dir)
-	for p, v := range want {
-		if got[p] != v {
-			t.Fatalf("%s changed (%q, was %q)", p, got[p], v)
-		}
-	}
-	for p := range got {
-		if _, ok := want[p]; !ok {
-			t.Fatalf("%s appeared", p)
-		}
-	}
-}
-
-// procCluster runs the members of a local dir as `etcdkit member run`
-// processes, without `up`, so a test can kill, restart and reconfigure
-// each one.
-type procCluster struct {
-	bin   string
-	d     local.Dir
-	c     *spec.Cluster
-	procs map[string]*testutil.Proc
-}
-
-func newProcCluster(t *testing.T, members int) *procCluster {
-	t.Helper()
-	d := local.Dir(filepath.Join(t.TempDir(), "c"))
-	c, err := d.Create(local.CreateOptions{Members: members})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &procCluster{bin: testutil.Etcdkit(t), d: d, c: c, procs: map[string]*testutil.Proc{}}
-}
-
-// start starts members at once and waits until each is ready.
-func (pc *procCluster) start(t *testing.T, names ...string) {
-	t.Helper()
-	for _, n := range names {
-		pc.procs[n] = testutil.Start(t, nil, pc.bin, "member", "run", "--config", pc.d.Member(n).Config())
-	}
-	for _, n := range names {
-		m, _ := pc.c.Member(n)
-		waitServing(t, pc.procs[n], m.ClientURL)
-	}
-}
-
-func (pc *procCluster) stop(t *testing.T, name string, sig syscall.Signal) {
-	t.Helper()
-	p := pc.procs[name]
-	if err := p.Signal(sig); err != nil {
-		t.Fatal(err)
-	}
-	p.Wait(t, time.Minute)
-}
-
-func (pc *procCluster) config(t *testing.T, name string) *etcdconf.Config {
-	t.Helper()
-	cfg, err := etcdconf.Load(pc.d.Member(name).Config())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cfg
-}
-
-func (pc *procCluster) writeConfig(t *testing.T, name string, cfg *etcdconf.Config) {
-	t.Helper()
-	b, err := cfg.Marshal()
-	if err != nil {
-		t.Fatal(err)
-	}
-	writeBytes(t, pc.d.Member(name).Config(), b)
-}
-
-func (pc *procCluster) client(t *testing.T, names ...string) *clientv3.Client {
-	t.Helper()
-	s, err := pc.d.Settings()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(names) > 0 {
-		s.Endpoints = nil
-		for _, n := range names {
-			m, _ := pc.c.Member(n)
-			s.Endpoints = append(s.Endpoints, m.ClientURL)
-		}
-	}
-	tg, err := connect.Resolve(s, connect.Settings{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cli, err := tg.Client()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cli.Close() })
-	return cli
-}
-
 // TestClusterRecover: quorum loss. Three members with m1 leading and a
 // writer running; SIGKILL m2 and m3 and delete their data. `cluster
 // recover` makes m1 a one-member cluster; m2 and m3 come back as learners
 // with empty data dirs and are promoted; every write that was acknowledged
 // is there, on every member.
 func TestClusterRecover(t *testing.T) {
-	pc := newProcCluster(t, 3)
-	pc.start(t, "m1", "m2", "m3")
+	pc := testutil.NewProcCluster(t, 3)
+	pc.Start(t, "m1", "m2", "m3")
 	ctx := testutil.Ctx(t)
-	m1Config := pc.d.Member("m1").Config()
+	m1Config := pc.Dir.Member("m1").Config()
 	recoverCmd := []string{"cluster", "recover", "--member", "m1", "--config", m1Config}
-	backups := filepath.Dir(pc.c.Members[0].DataDir)
+	backups := filepath.Dir(pc.Spec.Members[0].DataDir)
 	listBackups := func() []string {
 		out, _ := filepath.Glob(filepath.Join(backups, "data.pre-recover-*"))
 		return out
 	}
 
 	// Refused while m1 runs, and while a quorum (m2, m3) answers.
-	r := testutil.Run(t, nil, pc.bin, recoverCmd...)
-	expectFailure(t, r, 1, `member "m1" is still running`, "stop it first")
-	pc.stop(t, "m1", syscall.SIGTERM)
-	r = testutil.Run(t, nil, pc.bin, recoverCmd...)
-	expectFailure(t, r, 1, "refusing to recover: quorum is reachable", "2 of the other 2 voting members answer", `start "m1" normally`)
+	r := testutil.Run(t, nil, pc.Bin, recoverCmd...)
+	testutil.ExpectFailure(t, r, 1, `member "m1" is still running`, "stop it first")
+	pc.Stop(t, "m1", syscall.SIGTERM)
+	r = testutil.Run(t, nil, pc.Bin, recoverCmd...)
+	testutil.ExpectFailure(t, r, 1, "refusing to recover: quorum is reachable", "2 of the other 2 voting members answer", `start "m1" normally`)
 	if b := listBackups(); len(b) > 0 {
 		t.Fatalf("a refused recovery copied data: %v", b)
 	}
-	pc.start(t, "m1")
+	pc.Start(t, "m1")
 
 	// m1 leads, so it holds every acknowledged write when the others die.
-	cli := pc.client(t)
-	moveLeader(t, ctx, pc, "m1")
-	w := startWriter(ctx, pc.client(t, "m1"))
-	w.waitFor(t, 300)
+	cli := pc.Client(t)
+	pc.MoveLeader(t, ctx, "m1")
+	w := testutil.StartWriter(ctx, pc.Client(t, "m1"))
+	w.WaitFor(t, 300)
 	for _, n := range []string{"m2", "m3"} {
-		pc.stop(t, n, syscall.SIGKILL)
-		m, _ := pc.c.Member(n)
-		if err := os.RemoveAll(pc.c.MemberDataDir(m)); err != nil {
+		pc.Stop(t, n, syscall.SIGKILL)
+		m, _ := pc.Spec.Member(n)
+		if err := os.RemoveAll(pc.Spec.MemberDataDir(m)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	acked := w.stop()
+	acked, _ := w.Stop()
 	if len(acked) < 300 {
 		t.Fatalf("only %d writes acknowledged", len(acked))
 	}
-	pc.stop(t, "m1", syscall.SIGTERM)
+	pc.Stop(t, "m1", syscall.SIGTERM)
 	configBefore, err := os.ReadFile(m1Config)
 	if err != nil {
 		t.Fatal(err)
 	}
 
-	r = testutil.Run(t, nil, pc.bin, recoverCmd...)
+	r = testutil.Run(t, nil, pc.Bin, recoverCmd...)
 	if r.Code != 0 {
 		t.Fatalf("cluster recover: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
 	}
 	for _, want := range []string{
 		`member "m1" is now a one-member cluster`,
-		"etcdkit member add m2 --peer-urls " + pc.c.Members[1].PeerURL,
-		"etcdkit member add m3 --peer-urls " + pc.c.Members[2].PeerURL,
+		"etcdkit member add m2 --peer-urls " + pc.Spec.Members[1].PeerURL,
+		"etcdkit member add m3 --peer-urls " + pc.Spec.Members[2].PeerURL,
 	} {
 		if !strings.Contains(r.Stdout, want) {
 			t.Fatalf("recover output lacks %q:\n%s", want, r.Stdout)
@@ -439,7 +300,7 @@ func TestClusterRecover(t *testing.T) {
 	if len(snaps) != 1 {
 		t.Fatalf("snapshot after recovery: %v", snaps)
 	}
-	if r := testutil.Run(t, nil, pc.bin, "snapshot", "verify", snaps[0]); r.Code != 0 {
+	if r := testutil.Run(t, nil, pc.Bin, "snapshot", "verify", snaps[0]); r.Code != 0 {
 		t.Fatalf("the recovery snapshot does not verify: %s", r.Stderr)
 	}
 	// force-new-cluster was used for that one start only: never written.
@@ -448,33 +309,33 @@ func TestClusterRecover(t *testing.T) {
 	}
 
 	// m1 starts as usual, alone.
-	pc.start(t, "m1")
-	cli = pc.client(t, "m1")
+	pc.Start(t, "m1")
+	cli = pc.Client(t, "m1")
 	if ml, err := cli.MemberList(ctx); err != nil || len(ml.Members) != 1 {
 		t.Fatalf("member list after recovery: %v %v", ml, err)
 	}
-	checkAcked(t, ctx, cli, acked)
+	testutil.CheckAcked(t, ctx, cli, acked)
 
 	// Bring m2 and m3 back, one at a time, as learners first.
-	initial := []string{"m1=" + pc.c.Members[0].PeerURL}
+	initial := []string{"m1=" + pc.Spec.Members[0].PeerURL}
 	for _, n := range []string{"m2", "m3"} {
-		m, _ := pc.c.Member(n)
+		m, _ := pc.Spec.Member(n)
 		initial = append(initial, n+"="+m.PeerURL)
 		var id uint64
-		retry(t, ctx, func() error {
+		testutil.Retry(t, ctx, func() error {
 			resp, err := cli.MemberAddAsLearner(ctx, []string{m.PeerURL})
 			if err == nil {
 				id = resp.Member.ID
 			}
 			return err
 		})
-		cfg, err := render.EtcdConfig(pc.c, m, render.EtcdOptions{State: render.StateExisting, InitialCluster: strings.Join(initial, ",")})
+		cfg, err := render.EtcdConfig(pc.Spec, m, render.EtcdOptions{State: render.StateExisting, InitialCluster: strings.Join(initial, ",")})
 		if err != nil {
 			t.Fatal(err)
 		}
-		pc.writeConfig(t, n, cfg)
-		pc.start(t, n)
-		retry(t, ctx, func() error { _, err := cli.MemberPromote(ctx, id); return err })
+		pc.WriteConfig(t, n, cfg)
+		pc.Start(t, n)
+		testutil.Retry(t, ctx, func() error { _, err := cli.MemberPromote(ctx, id); return err })
 	}
 	ml, err := cli.MemberList(ctx)
 	if err != nil || len(ml.Members) != 3 {
@@ -486,126 +347,7 @@ func TestClusterRecover(t *testing.T) {
 		}
 	}
 	for _, n := range []string{"m1", "m2", "m3"} {
-		checkAcked(t, ctx, pc.client(t, n), acked)
-	}
-}
-
-func moveLeader(t *testing.T, ctx context.Context, pc *procCluster, to string) {
-	t.Helper()
-	cli := pc.client(t)
-	var toID uint64
-	retry(t, ctx, func() error {
-		ml, err := cli.MemberList(ctx)
-		if err != nil {
-			return err
-		}
-		for _, m := range ml.Members {
-			if m.Name == to {
-				toID = m.ID
-			}
-		}
-		for _, m := range pc.c.Members {
-			st, err := cli.Status(ctx, m.ClientURL)
-			if err != nil {
-				return err
-			}
-			if st.Leader == toID {
-				return nil
-			}
-			if st.Leader == st.Header.MemberId {
-				if _, err := pc.client(t, m.Name).MoveLeader(ctx, toID); err != nil {
-					return err
-				}
-				return errors.New("leadership moved; checking")
-			}
-		}
-		return errors.New("no leader")
-	})
-}
-
-// writer puts distinct keys one after the other and remembers which were
-// acknowledged.
-type writer struct {
-	mu     sync.Mutex
-	acked  []string
-	cancel context.CancelFunc
-	done   chan struct{}
-}
-
-func startWriter(ctx context.Context, cli *clientv3.Client) *writer {
-	ctx, cancel := context.WithCancel(ctx)
-	w := &writer{cancel: cancel, done: make(chan struct{})}
-	go func() {
-		defer close(w.done)
-		for i := 0; ctx.Err() == nil; i++ {
-			k := fmt.Sprintf("w-%06d", i)
-			pctx, pcancel := context.WithTimeout(ctx, 2*time.Second)
-			_, err := cli.Put(pctx, k, k)
-			pcancel()
-			if err == nil {
-				w.mu.Lock()
-				w.acked = append(w.acked, k)
-				w.mu.Unlock()
-			}
-		}
-	}()
-	return w
-}
-
-func (w *writer) waitFor(t *testing.T, n int) {
-	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for {
-		w.mu.Lock()
-		got := len(w.acked)
-		w.mu.Unlock()
-		if got >= n {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("only %d writes acknowledged", got)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-func (w *writer) stop() []string {
-	w.cancel()
-	<-w.done
-	return w.acked
-}
-
-func checkAcked(t *testing.T, ctx context.Context, cli *clientv3.Client, acked []string) {
-	t.Helper()
-	resp, err := cli.Get(ctx, "w-", clientv3.WithPrefix(), clientv3.WithKeysOnly())
-	if err != nil {
-		t.Fatal(err)
-	}
-	have := map[string]bool{}
-	for _, kv := range resp.Kvs {
-		have[string(kv.Key)] = true
-	}
-	for _, k := range acked {
-		if !have[k] {
-			t.Fatalf("acknowledged write %s is lost (%d of %d present)", k, len(have), len(acked))
-		}
-	}
-}
-
-// retry retries membership calls etcd refuses for a while (a member that
-// just connected, a learner catching up).
-func retry(t *testing.T, ctx context.Context, fn func() error) {
-	t.Helper()
-	deadline := time.Now().Add(45 * time.Second)
-	for {
-		err := fn()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			t.Fatalf("gave up: %v", err)
-		}
-		time.Sleep(200 * time.Millisecond)
+		testutil.CheckAcked(t, ctx, pc.Client(t, n), acked)
 	}
 }
 
@@ -620,24 +362,24 @@ func fileExistsE2E(p string) bool {
 // trims further and --dry-run deletes nothing.
 func TestScheduledBackups(t *testing.T) {
 	const keep = 3
-	pc := newProcCluster(t, 3)
+	pc := testutil.NewProcCluster(t, 3)
 	backupRoot := filepath.Join(t.TempDir(), "backups")
 	dirOf := func(name string) string { return filepath.Join(backupRoot, name) }
-	for _, m := range pc.c.Members {
-		cfg := pc.config(t, m.Name)
+	for _, m := range pc.Spec.Members {
+		cfg := pc.Config(t, m.Name)
 		cfg.Etcdkit = &etcdconf.Extensions{Backup: &etcdconf.Backup{Dir: dirOf(m.Name), Schedule: "@every 1s", Keep: keep}}
-		pc.writeConfig(t, m.Name, cfg)
+		pc.WriteConfig(t, m.Name, cfg)
 	}
-	pc.start(t, "m1", "m2", "m3")
+	pc.Start(t, "m1", "m2", "m3")
 	ctx := testutil.Ctx(t)
-	putKeys(t, ctx, pc.client(t), 100)
+	putKeys(t, ctx, pc.Client(t), 100)
 
 	seen := map[string]map[string]bool{} // tick file -> members
 	most := 0
 	deadline := time.Now().Add(45 * time.Second)
 	for {
 		counts := map[string]int{}
-		for _, m := range pc.c.Members {
+		for _, m := range pc.Spec.Members {
 			files, _ := filepath.Glob(filepath.Join(dirOf(m.Name), "etcd-snapshot-*.db"))
 			counts[m.Name] = len(files)
 			most = max(most, len(files))
@@ -673,7 +415,7 @@ func TestScheduledBackups(t *testing.T) {
 		t.Fatalf("a backup dir held %d snapshots, keep is %d", most, keep)
 	}
 	for _, n := range []string{"m1", "m2", "m3"} {
-		pc.stop(t, n, syscall.SIGTERM)
+		pc.Stop(t, n, syscall.SIGTERM)
 	}
 
 	// Every snapshot verifies and records its member. Stopping the leader
@@ -681,7 +423,7 @@ func TestScheduledBackups(t *testing.T) {
 	// now; the leader's dir is the fullest.
 	var leaderDir string
 	most = 0
-	for _, m := range pc.c.Members {
+	for _, m := range pc.Spec.Members {
 		files, _ := filepath.Glob(filepath.Join(dirOf(m.Name), "*.db"))
 		if len(files) > most {
 			leaderDir, most = dirOf(m.Name), len(files)
@@ -691,17 +433,17 @@ func TestScheduledBackups(t *testing.T) {
 			if err != nil || side.Member != m.Name || side.Reason != "scheduled" || side.TotalKeys != 100 {
 				t.Fatalf("%s: sidecar %+v %v", f, side, err)
 			}
-			if r := testutil.Run(t, nil, pc.bin, "snapshot", "verify", f); r.Code != 0 {
+			if r := testutil.Run(t, nil, pc.Bin, "snapshot", "verify", f); r.Code != 0 {
 				t.Fatalf("verify %s: %s", f, r.Stderr)
 			}
 		}
 	}
 	before, _ := filepath.Glob(filepath.Join(leaderDir, "*.db"))
-	r := testutil.Run(t, nil, pc.bin, "snapshot", "prune", leaderDir, "--keep", "1", "--dry-run")
+	r := testutil.Run(t, nil, pc.Bin, "snapshot", "prune", leaderDir, "--keep", "1", "--dry-run")
 	if after, _ := filepath.Glob(filepath.Join(leaderDir, "*.db")); r.Code != 0 || len(after) != len(before) {
 		t.Fatalf("dry run: exit %d, %d -> %d files\n%s", r.Code, len(before), len(after), r.Stderr)
 	}
-	r = testutil.Run(t, nil, pc.bin, "snapshot", "prune", leaderDir, "--keep", "2")
+	r = testutil.Run(t, nil, pc.Bin, "snapshot", "prune", leaderDir, "--keep", "2")
 	after, _ := filepath.Glob(filepath.Join(leaderDir, "*.db"))
 	slices.Sort(before)
 	if r.Code != 0 || !slices.Equal(after, before[len(before)-2:]) {
@@ -718,9 +460,9 @@ func TestSnapshotBadInput(t *testing.T) {
 	bin := testutil.Etcdkit(t)
 	dir := t.TempDir()
 	existing := filepath.Join(dir, "exists.db")
-	writeBytes(t, existing, []byte("keep me"))
+	testutil.WriteBytes(t, existing, []byte("keep me"))
 	short := filepath.Join(dir, "short.db")
-	writeBytes(t, short, make([]byte, 5000))
+	testutil.WriteBytes(t, short, make([]byte, 5000))
 
 	for _, tc := range []struct {
 		name string
@@ -741,10 +483,10 @@ func TestSnapshotBadInput(t *testing.T) {
 		{"bad output", []string{"snapshot", "list", dir, "-o", "xml"}, 2, []string{`invalid value "xml" for flag --output`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			before := treeState(t, dir)
+			before := testutil.TreeState(t, dir)
 			r := testutil.Run(t, nil, bin, tc.args...)
-			expectFailure(t, r, tc.code, tc.want...)
-			assertTreeState(t, dir, before)
+			testutil.ExpectFailure(t, r, tc.code, tc.want...)
+			testutil.AssertTreeState(t, dir, before)
 		})
 	}
 
@@ -754,7 +496,7 @@ func TestSnapshotBadInput(t *testing.T) {
 			t.Fatal(err)
 		}
 		r := testutil.Run(t, nil, bin, "cluster", "restore", existing, "--spec", d.Spec(), "--member", "m9")
-		expectFailure(t, r, 1, `member "m9" is not in the cluster spec`)
+		testutil.ExpectFailure(t, r, 1, `member "m9" is not in the cluster spec`)
 	})
 
 	t.Run("bad backup schedule stops member run before it starts", func(t *testing.T) {
@@ -772,9 +514,9 @@ func TestSnapshotBadInput(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		writeBytes(t, path, b)
+		testutil.WriteBytes(t, path, b)
 		r := testutil.Run(t, nil, bin, "member", "run", "--config", path)
-		expectFailure(t, r, 2, path, "etcdkit.backup.schedule: invalid cron expression")
+		testutil.ExpectFailure(t, r, 2, path, "etcdkit.backup.schedule: invalid cron expression")
 		expectNoDataDir(t, cfg)
 	})
 }

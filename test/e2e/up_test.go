@@ -131,7 +131,7 @@ func TestUp(t *testing.T) {
 
 	// A second `up` on the same directory is refused while this one runs.
 	r = testutil.Run(t, nil, bin, "up", "--dir", dir)
-	expectFailure(t, r, 1, "another `etcdkit up` is running on "+dir)
+	testutil.ExpectFailure(t, r, 1, "another `etcdkit up` is running on "+dir)
 
 	pids := c.MemberPIDs(t)
 	if len(pids) != 3 {
@@ -147,9 +147,12 @@ func TestUp(t *testing.T) {
 	if !strings.Contains(c.Proc.Stderr(), filepath.Join(dir, "members", "m3", "member.log")) {
 		t.Fatalf("the report does not name m3's log:\n%s", c.Proc.Stderr())
 	}
-	if _, err := c.Client(t, eps[0]).Put(ctx, "after-m3-died", "v"); err != nil {
-		t.Fatalf("two of three members must still serve: %v", err)
-	}
+	// m3 may have led: the first write can fail while m1 and m2 elect a
+	// new leader, which clientv3 does not retry for a put.
+	testutil.Retry(t, ctx, func() error {
+		_, err := c.Client(t, eps[0]).Put(ctx, "after-m3-died", "v")
+		return err
+	})
 	delete(pids, "m3")
 
 	// Ctrl-C stops every member and exits 0.
@@ -164,7 +167,7 @@ func TestUp(t *testing.T) {
 
 	// A different size needs --fresh, and says so.
 	r = testutil.Run(t, nil, bin, "up", "--dir", dir, "--members", "5")
-	expectFailure(t, r, 1, "holds a 3-member cluster", "--fresh --members 5")
+	testutil.ExpectFailure(t, r, 1, "holds a 3-member cluster", "--fresh --members 5")
 
 	// `up` again restarts the same cluster with its data.
 	c = testutil.Up(t, dir)
@@ -283,7 +286,7 @@ func TestUpBadInput(t *testing.T) {
 	} {
 		dir := filepath.Join(t.TempDir(), "c")
 		r := testutil.Run(t, nil, bin, append([]string{"up", "--dir", dir}, tc.args...)...)
-		expectFailure(t, r, 2, tc.want)
+		testutil.ExpectFailure(t, r, 2, tc.want)
 		if _, err := os.Stat(dir); !os.IsNotExist(err) {
 			t.Errorf("%v: %s was created", tc.args, dir)
 		}
@@ -298,7 +301,7 @@ func TestUpBadInput(t *testing.T) {
 	}
 	for _, extra := range [][]string{nil, {"--fresh"}} {
 		r := testutil.Run(t, nil, bin, append([]string{"up", "--dir", dir}, extra...)...)
-		expectFailure(t, r, 1, "is not empty and was not made by `etcdkit up`", `"notes.txt"`)
+		testutil.ExpectFailure(t, r, 1, "is not empty and was not made by `etcdkit up`", `"notes.txt"`)
 		entries, _ := os.ReadDir(dir)
 		for _, e := range entries {
 			if e.Name() != "notes.txt" {
