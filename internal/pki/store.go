@@ -42,8 +42,8 @@ func WriteCA(p Pair, ca *CA) error {
 	return txn.Commit()
 }
 
-// WriteLeaf writes a leaf certificate and, when it has one, its key, both or
-// neither.
+// WriteLeaf writes a leaf certificate (followed by its chain) and, when it
+// has one, its key, both or neither.
 func WriteLeaf(p Pair, leaf *Leaf) error {
 	var txn fsutil.Txn
 	defer txn.Abort()
@@ -56,7 +56,7 @@ func WriteLeaf(p Pair, leaf *Leaf) error {
 			return err
 		}
 	}
-	if err := txn.Add(p.Cert, EncodeCert(leaf.Cert), fsutil.PublicFile); err != nil {
+	if err := txn.Add(p.Cert, EncodeCert(append([]*x509.Certificate{leaf.Cert}, leaf.Chain...)...), fsutil.PublicFile); err != nil {
 		return err
 	}
 	return txn.Commit()
@@ -117,7 +117,7 @@ func LoadLeaf(p Pair) (*Leaf, error) {
 	if !KeyMatches(key, certs[0].PublicKey) {
 		return nil, fmt.Errorf("%s does not match the certificate in %s", p.Key, p.Cert)
 	}
-	return &Leaf{Cert: certs[0], Key: key}, nil
+	return &Leaf{Cert: certs[0], Key: key, Chain: certs[1:]}, nil
 }
 
 // LoadKey reads a private key file.
