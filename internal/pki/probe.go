@@ -27,8 +27,8 @@ type MemberProbe struct {
 	// ServesNewLeaf: the served certificate is signed by the new CA.
 	ServesNewLeaf bool `json:"servesNewLeaf"`
 	// ServesCrossSigned: the cross-signed certificate follows it.
-	ServesCrossSigned bool `json:"servesCrossSigned"`
-	TrustsNewCA       bool `json:"trustsNewCA"`
+	ServesCrossSigned bool   `json:"servesCrossSigned"`
+	TrustsNewCA       bool   `json:"trustsNewCA"`
 	Error             string `json:"error,omitempty"`
 }
 
