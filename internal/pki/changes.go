@@ -65,6 +65,9 @@ func (c *changes) remove(path string) { c.removes = append(c.removes, path) }
 // empty reports whether nothing is staged.
 func (c *changes) empty() bool { return len(c.writes) == 0 && len(c.removes) == 0 }
 
+// rename is os.Rename; tests make it fail part-way.
+var rename = os.Rename
+
 // previous is a file's state before apply, to put it back.
 type previous struct {
 	path   string
@@ -154,7 +157,7 @@ func (c *changes) apply() (err error) {
 	}
 	dirs := map[string]bool{}
 	for i, w := range c.writes {
-		if err := os.Rename(staged[i], w.path); err != nil {
+		if err := rename(staged[i], w.path); err != nil {
 			return fmt.Errorf("write %s: %w", w.path, err)
 		}
 		done = append(done, prevs[i])

@@ -289,7 +289,11 @@ func (c *checker) chain(it *Item, leaf *x509.Certificate, rest []*x509.Certifica
 	}
 	if err := verify(leaf, rest, roots, at); err != nil {
 		var uae x509.UnknownAuthorityError
+		var cie x509.CertificateInvalidError
 		switch {
+		case errors.As(err, &cie) && cie.Reason == x509.Expired:
+			// A CA outside its validity at that time: the expiry checks of
+			// the leaf and of the CA report it in their own words.
 		case errors.As(err, &uae):
 			msg := fmt.Sprintf("is signed by %q, which %s does not trust (it trusts %s)", leaf.Issuer.CommonName, trustFile, names(roots))
 			if k8s := c.kubernetesCA(leaf, rest, at); k8s != "" {
