@@ -132,8 +132,10 @@ func TestCheckFindsEachMistake(t *testing.T) {
 			sev:     SeverityError,
 		},
 		{
-			name:    "not-yet-valid leaf",
-			break_:  func(p *testPKI) { p.issue(RolePeer, LeafRequest{NotBefore: time.Now().Add(2 * hour), Validity: 24 * hour}) },
+			name: "not-yet-valid leaf",
+			break_: func(p *testPKI) {
+				p.issue(RolePeer, LeafRequest{NotBefore: time.Now().Add(2 * hour), Validity: 24 * hour})
+			},
 			file:    "peer.pem",
 			problem: "not valid before ",
 			fix:     "etcdkit pki renew m1/peer --dir",
@@ -196,8 +198,10 @@ func TestCheckFindsEachMistake(t *testing.T) {
 			sev:     SeverityError,
 		},
 		{
-			name:    "malformed PEM",
-			break_:  func(p *testPKI) { writeFile(p.t, LayoutCfssl.Leaf(p.member, RoleServer).Cert, []byte("-----BEGIN CERT"), 0o644) },
+			name: "malformed PEM",
+			break_: func(p *testPKI) {
+				writeFile(p.t, LayoutCfssl.Leaf(p.member, RoleServer).Cert, []byte("-----BEGIN CERT"), 0o644)
+			},
 			file:    "server.pem",
 			problem: "no PEM certificate found",
 			fix:     "etcdkit pki issue server m1",
