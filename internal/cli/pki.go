@@ -133,9 +133,11 @@ CN, names, key and ca.expiry; flags given explicitly win.`,
 				if !cmd.Flags().Changed("cn") {
 					req.CommonName = csr.CommonName
 				}
-				if !cmd.Flags().Changed("org") {
-					req.Organization = csr.Subject.Organization
+				subject := csr.Subject
+				if cmd.Flags().Changed("org") {
+					subject.Organization = orgs
 				}
+				req.Subject = &subject
 				if !cmd.Flags().Changed("key-algorithm") {
 					req.KeyAlgorithm = csr.KeyAlgorithm
 				}

@@ -94,6 +94,8 @@ type CA struct {
 type CARequest struct {
 	CommonName   string
 	Organization []string
+	// Subject, when set, is the whole subject (cfssl's "names").
+	Subject      *pkix.Name
 	KeyAlgorithm KeyAlgorithm
 	Validity     time.Duration
 	// NotBefore defaults to the clock minus a few minutes.
@@ -121,9 +123,14 @@ func NewCA(req CARequest) (*CA, error) {
 	if err != nil {
 		return nil, err
 	}
+	subject := pkix.Name{CommonName: req.CommonName, Organization: req.Organization}
+	if req.Subject != nil {
+		subject = *req.Subject
+		subject.CommonName = req.CommonName
+	}
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: req.CommonName, Organization: req.Organization},
+		Subject:               subject,
 		NotBefore:             notBefore,
 		NotAfter:              notBefore.Add(req.Validity),
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,

@@ -26,6 +26,9 @@ func InitCA(o InitOptions) (*CA, Pair, error) {
 		layout = LayoutCfssl
 	}
 	p := layout.CA(o.Dir)
+	if _, err := firstMissing(o.Dir); err != nil {
+		return nil, p, err
+	}
 	for _, l := range []Layout{LayoutCfssl, LayoutKubeadm} {
 		for _, f := range []string{l.CA(o.Dir).Cert, l.CA(o.Dir).Key} {
 			if fsutil.Exists(f) {
@@ -61,7 +64,7 @@ func OpenCA(layout Layout, dir string) (*CA, error) {
 	}
 	ca, err := LoadCA(p)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w; restore the CA files from a backup (*.bak-*): a new CA would orphan every certificate the old one signed", err)
 	}
 	if problem, err := KeyModeProblem(p.Key); err == nil && problem != "" {
 		return nil, errors.New(problem)
@@ -112,6 +115,9 @@ func IssueInto(o IssueOptions) (*Issued, error) {
 	out := o.OutDir
 	if out == "" {
 		out = o.CADir
+	}
+	if _, err := firstMissing(out); err != nil {
+		return nil, err
 	}
 	ca, err := OpenCA(layout, o.CADir)
 	if err != nil {
