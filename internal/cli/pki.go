@@ -670,14 +670,13 @@ which must be reachable here) or --config.`,
 
 // printRotation writes the status view of a rotation.
 func printRotation(w io.Writer, st *pki.RotationStatus) {
-	complete := st.Phase == pki.PhaseFinish && len(st.Leaves) == 0 && st.OldCA == nil
-	fmt.Fprintf(w, "CA rotation in %s: %s\n", st.CADir, pki.PhaseTitle(st.Phase, complete))
-	if !st.Started.IsZero() && !complete {
+	fmt.Fprintf(w, "CA rotation in %s: %s\n", st.CADir, pki.PhaseTitle(st.Phase, st.Complete))
+	if !st.Started.IsZero() && !st.Complete {
 		fmt.Fprintf(w, "started %s\n", st.Started.UTC().Format(time.RFC3339))
 	}
 	if st.OldCA != nil {
 		label := "old CA"
-		if st.Phase == pki.PhaseNone {
+		if st.Phase == pki.PhaseNone || st.Complete {
 			label = "current CA"
 		}
 		fmt.Fprintf(w, "%s: %q, valid until %s, sha256 %s\n", label, st.OldCA.Subject, day(st.OldCA.NotAfter), short(st.OldCA.Fingerprint))

@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -513,6 +512,3 @@ func notTrusting(inv *Inventory, probes []MemberProbe) []string {
 	}
 	return out
 }
-
-// ErrNoRotation is returned by status views when nothing was ever rotated.
-var ErrNoRotation = errors.New("no CA rotation")

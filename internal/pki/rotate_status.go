@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/x509"
 	"fmt"
-	"strings"
 	"time"
 )
 
@@ -42,11 +41,14 @@ type LeafRotation struct {
 // next command, every file's state and, live, what each member serves and
 // trusts, with what needs a restart.
 type RotationStatus struct {
-	CADir   string        `json:"caDir"`
-	Phase   RotationPhase `json:"phase"`
-	Started time.Time     `json:"started,omitzero"`
-	OldCA   *CAInfo       `json:"oldCA,omitempty"`
-	NewCA   *CAInfo       `json:"newCA,omitempty"`
+	CADir string        `json:"caDir"`
+	Phase RotationPhase `json:"phase"`
+	// Complete: the last rotation finished and dropped the cross-signed
+	// certificate; nothing is under way.
+	Complete bool      `json:"complete"`
+	Started  time.Time `json:"started,omitzero"`
+	OldCA    *CAInfo   `json:"oldCA,omitempty"`
+	NewCA    *CAInfo   `json:"newCA,omitempty"`
 	// CrossSignedUntil is when the cross-signed certificate expires, the
 	// deadline for restarting members that still trust only the old CA.
 	CrossSignedUntil time.Time      `json:"crossSignedUntil,omitzero"`
@@ -56,19 +58,6 @@ type RotationStatus struct {
 	Members          []MemberProbe  `json:"members"`
 	// Restart says what needs a member restart, if anything, and why.
 	Restart []string `json:"restart"`
-}
-
-// phaseNumber is the phase's place in the rotation, for "phase 2 of 3".
-func phaseNumber(p RotationPhase) int {
-	switch p {
-	case PhaseTrust:
-		return 1
-	case PhaseReissue:
-		return 2
-	case PhaseFinish:
-		return 3
-	}
-	return 0
 }
 
 // PhaseTitle describes a completed phase.
@@ -102,9 +91,7 @@ func Status(ctx context.Context, inv *Inventory, probe bool, timeout time.Durati
 		}
 		st.OldCA = caInfo(cur[0])
 		if s != nil {
-			st.Phase, st.Started = s.Phase, s.Started
-			st.NewCA = caInfo(cur[0])
-			st.OldCA = nil
+			st.Phase, st.Started, st.Complete = s.Phase, s.Started, true
 		}
 		st.Next = inv.command("pki", "rotate-ca", "trust")
 		st.Restart = append(st.Restart, "no member restart is needed for trust, reissue or finish")
@@ -193,11 +180,4 @@ func nextStep(inv *Inventory, s *RotationState, st *RotationStatus) (string, []s
 		next = "restart the members listed, then " + next
 	}
 	return next, restart
-}
-
-// Summary is a one-line description of a status, for the table view.
-func (st *RotationStatus) Summary() string {
-	var b strings.Builder
-	b.WriteString(PhaseTitle(st.Phase, st.Phase == PhaseFinish && st.OldCA == nil))
-	return b.String()
 }
