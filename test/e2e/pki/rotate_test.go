@@ -1,8 +1,10 @@
 package pki
 
 import (
+	"context"
 	"crypto/x509"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"syscall"
 	"testing"
@@ -136,7 +138,7 @@ func TestRotateCAUnderWrites(t *testing.T) {
 	for _, n := range pc.Names() {
 		pc.Stop(t, n, syscall.SIGTERM)
 		pc.Start(t, n)
-		ek(t, "health", "--dir", dir)
+		waitHealthy(t, ctx, dir)
 	}
 	st = rotationStatus(t, dir)
 	for _, m := range st.Members {
@@ -156,10 +158,22 @@ func TestRotateCAUnderWrites(t *testing.T) {
 			t.Fatalf("member %s after the rotation: %v", m.Name, err)
 		}
 	}
-	ek(t, "health", "--dir", dir)
+	waitHealthy(t, ctx, dir)
 	if _, err := pc.Client(t).Put(ctx, "after-rotation", "x"); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// waitHealthy retries `etcdkit health` while a restarted member settles
+// (a leader election after the leader restarted).
+func waitHealthy(t *testing.T, ctx context.Context, dir string) {
+	t.Helper()
+	testutil.Retry(t, ctx, func() error {
+		if r := ekFails(t, "health", "--dir", dir); r.Code != 0 {
+			return fmt.Errorf("health: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
+		}
+		return nil
+	})
 }
 
 func rotationStatus(t *testing.T, dir string) *pki.RotationStatus {
