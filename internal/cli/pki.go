@@ -190,7 +190,7 @@ func (a *App) pkiIssueCmd() *cobra.Command {
 		force                              bool
 	)
 	cmd := &cobra.Command{
-		Use:   "issue server|peer|client NAME --dir DIR | issue CSR.json --cfssl-config ca-config.json --profile P --dir DIR",
+		Use:   "issue (server|peer|client NAME | CSR.json --cfssl-config FILE --profile P) --dir DIR",
 		Short: "Issue a server, peer or client certificate from the CA in --dir",
 		Long: `Issues a leaf certificate signed by the CA in --dir and writes it, with a new
 0600 key, under the layout's name in --out (default --dir), copying the CA
