@@ -50,10 +50,9 @@ func InitCA(o InitOptions) (*CA, Pair, error) {
 	return ca, p, c.apply()
 }
 
-// OpenCA loads the CA that signs in dir. While a CA rotation is under way
-// (or its cross-signed certificate is still valid) the CA's chain carries
-// the cross-signed certificate, so every leaf it issues is also trusted by
-// members that still trust only the old CA.
+// OpenCA loads the CA that signs in dir, as LoadCA does (cross-signed
+// chain included), with messages that say what to do when it is missing,
+// and refusing a CA key that others can read.
 func OpenCA(layout Layout, dir string) (*CA, error) {
 	p := layout.CA(dir)
 	if !fsutil.Exists(p.Cert) {
@@ -68,12 +67,6 @@ func OpenCA(layout Layout, dir string) (*CA, error) {
 	}
 	if problem, err := KeyModeProblem(p.Key); err == nil && problem != "" {
 		return nil, errors.New(problem)
-	}
-	if certs, err := LoadCerts(layout.CrossCert(dir)); err == nil {
-		cross := certs[0]
-		if KeyMatches(ca.Key, cross.PublicKey) && time.Now().Before(cross.NotAfter) {
-			ca.Chain = []*x509.Certificate{cross}
-		}
 	}
 	return ca, nil
 }

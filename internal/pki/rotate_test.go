@@ -156,7 +156,9 @@ func TestRotateCAPhases(t *testing.T) {
 	if keyAfter, _ := os.ReadFile(server.Key); string(keyAfter) != string(keyBefore) {
 		t.Fatal("reissue replaced a key")
 	}
-	if ca, err := OpenCA(LayoutCfssl, p.caDir); err != nil || !ca.Cert.Equal(next) || len(ca.Chain) != 1 {
+	// Any command that issues from the CA (LoadCA, as `up` and membership
+	// changes do) adds the cross-signed certificate while it exists.
+	if ca, err := LoadCA(LayoutCfssl.CA(p.caDir)); err != nil || !ca.Cert.Equal(next) || len(ca.Chain) != 1 {
 		t.Fatalf("signing CA after reissue: %v", err)
 	}
 	// A member that started before the rotation, and one after.
@@ -203,6 +205,9 @@ func TestRotateCAPhases(t *testing.T) {
 	}
 	if _, err := os.Stat(LayoutCfssl.CrossCert(p.caDir)); !os.IsNotExist(err) {
 		t.Fatalf("cross-signed certificate left: %v", err)
+	}
+	if ca, err := LoadCA(LayoutCfssl.CA(p.caDir)); err != nil || len(ca.Chain) != 0 {
+		t.Fatalf("signing CA after the rotation: chain %d, %v", len(ca.Chain), err)
 	}
 	if err := handshake(t, peer, []*x509.Certificate{next}, peer, []*x509.Certificate{next}); err != nil {
 		t.Fatalf("after the rotation: %v", err)
