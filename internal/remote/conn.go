@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -318,19 +319,26 @@ func (c *Conn) stream(ctx context.Context, cmd string, stdin io.Reader, stdout, 
 	if err := ctx.Err(); err != nil {
 		return -1, c.host.errorf("%s: %w", cmd, err)
 	}
-	full := cmd
+	inner := cmd
 	if privileged && c.sudo {
-		full = "sudo -n -- sh -c " + Quote(cmd)
+		inner = "sudo -n -- sh -c " + Quote(cmd)
 	}
+	// The command runs as `sh -c` under a shell that first reports its pid
+	// on stderr. sshd makes that shell a process group leader, so on
+	// cancellation a second session can kill the whole group: sshd does
+	// not deliver SSH signal requests to root sessions, and closing the
+	// channel alone leaves a command that does not write running.
+	full := pidMarker + "; exec sh -c " + Quote(inner)
 	sess, err := c.client.NewSession()
 	if err != nil {
 		return -1, c.host.errorf("open SSH session: %w (connection lost?)", err)
 	}
 	defer sess.Close()
 	var errTail tailBuffer
+	pid := &pidSniffer{w: io.MultiWriter(stderr, &errTail)}
 	sess.Stdin = stdin
 	sess.Stdout = stdout
-	sess.Stderr = io.MultiWriter(stderr, &errTail)
+	sess.Stderr = pid
 
 	start := time.Now()
 	if err := sess.Start(full); err != nil {
@@ -341,9 +349,7 @@ func (c *Conn) stream(ctx context.Context, cmd string, stdin io.Reader, stdout, 
 	select {
 	case err = <-done:
 	case <-ctx.Done():
-		// Stop the remote command, not just our end of it: sshd signals
-		// the session's process; closing the channel hangs up the rest.
-		_ = sess.Signal(ssh.SIGKILL)
+		c.kill(pid.pid(), done)
 		sess.Close()
 		select {
 		case <-done:
@@ -380,6 +386,74 @@ func (c *Conn) logCommand(cmd string, code int, d time.Duration, stderr string, 
 		fields = append(fields, zap.Error(err))
 	}
 	c.opts.Log.Debug("run", fields...)
+}
+
+// pidMarker is the first thing every command prints on stderr.
+const pidMarker = `printf 'etcdkit-pid %d\n' "$$" >&2`
+
+// kill ends a cancelled command's process group from a new session,
+// unless it has finished meanwhile. Detached daemons it started have their
+// own session and survive, as they would a hang-up.
+func (c *Conn) kill(pgid int, done chan error) {
+	if pgid <= 1 {
+		return
+	}
+	select {
+	case err := <-done:
+		// Finished after all; put the result back for the caller.
+		go func() { done <- err }()
+		return
+	default:
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, _ = c.run(ctx, fmt.Sprintf("kill -KILL -- -%d 2>/dev/null || true", pgid), nil, true)
+}
+
+// pidSniffer takes the pid line pidMarker prints off the front of stderr
+// and passes the rest on.
+type pidSniffer struct {
+	w    io.Writer
+	mu   sync.Mutex
+	head []byte
+	done bool
+	n    int
+}
+
+func (p *pidSniffer) Write(b []byte) (int, error) {
+	p.mu.Lock()
+	if p.done {
+		p.mu.Unlock()
+		return p.w.Write(b)
+	}
+	p.head = append(p.head, b...)
+	i := bytes.IndexByte(p.head, '\n')
+	if i < 0 && len(p.head) < 64 {
+		p.mu.Unlock()
+		return len(b), nil
+	}
+	p.done = true
+	rest := p.head
+	if i >= 0 {
+		if v, ok := strings.CutPrefix(string(p.head[:i]), "etcdkit-pid "); ok {
+			p.n, _ = strconv.Atoi(v)
+			rest = p.head[i+1:]
+		}
+	}
+	p.head = nil
+	p.mu.Unlock()
+	if len(rest) > 0 {
+		if _, err := p.w.Write(rest); err != nil {
+			return 0, err
+		}
+	}
+	return len(b), nil
+}
+
+func (p *pidSniffer) pid() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.n
 }
 
 // tailBuffer keeps the last few KiB written to it: enough stderr for an

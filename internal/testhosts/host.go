@@ -144,7 +144,9 @@ func (h *Host) sshdConfig() string {
 		"ListenAddress " + h.SSHAddr(),
 		"HostKey " + h.hostKeyPath(),
 		"PidFile /run/sshd.pid",
-		"AuthorizedKeysFile " + filepath.Join(h.dir, "authorized_keys"),
+		// root's key lives outside the host; users made by AddUser have
+		// their own ~/.ssh/authorized_keys.
+		"AuthorizedKeysFile " + filepath.Join(h.dir, "authorized_keys") + " .ssh/authorized_keys",
 		"PermitRootLogin prohibit-password",
 		"PasswordAuthentication no",
 		"KbdInteractiveAuthentication no",
@@ -372,6 +374,51 @@ func (h *Host) listen(addr string) (net.Listener, error) {
 	}()
 	r := <-ch
 	return r.l, r.err
+}
+
+// AddUser creates a login user on this host only, authorized with the
+// network's client key, and with passwordless sudo when sudo is set (as
+// an operator's "deploy" account would have). It skips the test when the
+// host has no sudo and sudo was asked for.
+func (h *Host) AddUser(t testing.TB, name string, sudo bool) {
+	t.Helper()
+	if sudo {
+		if r := h.Run(t, "command -v sudo"); r.Code != 0 {
+			t.Skip("testhosts: sudo is not installed (.ci/run installs it)")
+		}
+	}
+	pub := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(h.nw.ClientSigner.PublicKey())))
+	// -p "*": no password, but not locked (sshd refuses locked accounts).
+	script := fmt.Sprintf("set -e; useradd -m -s /bin/bash -p %[3]s %[1]s; install -d -m 0700 -o %[1]s -g %[1]s ~%[1]s/.ssh; "+
+		"echo %[2]s > ~%[1]s/.ssh/authorized_keys; chown %[1]s: ~%[1]s/.ssh/authorized_keys; chmod 0600 ~%[1]s/.ssh/authorized_keys",
+		name, shellQuote(pub), shellQuote("*"))
+	if sudo {
+		script += fmt.Sprintf("; mkdir -p /etc/sudoers.d; echo '%[1]s ALL=(ALL) NOPASSWD: ALL' > /etc/sudoers.d/%[1]s; chmod 0440 /etc/sudoers.d/%[1]s", name)
+	}
+	h.MustRun(t, script)
+}
+
+// FileState is every file and directory the host has written, deleted or
+// changed (its overlays' upper layers) with type, mode, owner, size and a
+// content hash, keyed by the path the host sees. Two equal states mean
+// nothing on the host's disk changed in between; use it to prove dry-run
+// and refused runs leave hosts alone.
+func (h *Host) FileState(t testing.TB) map[string]string {
+	t.Helper()
+	var script strings.Builder
+	script.WriteString("set -e\n")
+	for _, d := range overlaid {
+		name := strings.ReplaceAll(strings.TrimPrefix(d, "/"), "/", "_")
+		fmt.Fprintf(&script, "cd /run/.host/upper/%s && find . -mindepth 1 -printf '%s%%P\\t%%y %%m %%u:%%g %%s\\t' -exec sh -c 'if [ -f \"$1\" ]; then sha256sum < \"$1\" | cut -c1-16; else echo -; fi' _ {} \\;\n", name, d+"/")
+	}
+	out := h.MustRun(t, script.String())
+	state := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		if p, v, ok := strings.Cut(line, "\t"); ok {
+			state[p] = v
+		}
+	}
+	return state
 }
 
 // Processes is the host's process list (ps), for assertions and failure

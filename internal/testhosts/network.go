@@ -218,7 +218,21 @@ func (nw *Network) cleanup() {
 }
 
 func (nw *Network) makeClientKey() {
-	t := nw.t
+	nw.ClientKey = filepath.Join(nw.dir, "id_ed25519")
+	nw.ClientSigner = writeClientKey(nw.t, nw.ClientKey)
+}
+
+// NewClientKey writes a fresh ed25519 key pair (path, path.pub) that no
+// host authorizes, for tests of refused authentication, and returns the
+// private key's path.
+func NewClientKey(t testing.TB) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "id_ed25519")
+	writeClientKey(t, p)
+	return p
+}
+
+func writeClientKey(t testing.TB, path string) ssh.Signer {
 	t.Helper()
 	_, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
@@ -228,17 +242,17 @@ func (nw *Network) makeClientKey() {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nw.ClientKey = filepath.Join(nw.dir, "id_ed25519")
-	if err := os.WriteFile(nw.ClientKey, pem.EncodeToMemory(block), 0o600); err != nil {
+	if err := os.WriteFile(path, pem.EncodeToMemory(block), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if nw.ClientSigner, err = ssh.NewSignerFromKey(priv); err != nil {
+	signer, err := ssh.NewSignerFromKey(priv)
+	if err != nil {
 		t.Fatal(err)
 	}
-	pub := ssh.MarshalAuthorizedKey(nw.ClientSigner.PublicKey())
-	if err := os.WriteFile(nw.ClientKey+".pub", pub, 0o644); err != nil {
+	if err := os.WriteFile(path+".pub", ssh.MarshalAuthorizedKey(signer.PublicKey()), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	return signer
 }
 
 // Add starts one more host (the next name and address) and returns it.

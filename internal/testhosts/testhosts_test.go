@@ -59,6 +59,16 @@ func TestHosts(t *testing.T) {
 				t.Errorf("%s appeared on the real file system", p)
 			}
 		}
+		st := h1.FileState(t)
+		if v, ok := st["/etc/etcd/ssl/ca.pem"]; !ok || !strings.HasPrefix(v, "f 600 root:root 6\t") {
+			t.Errorf("FileState /etc/etcd/ssl/ca.pem = %q (state %v)", v, st)
+		}
+		if _, ok := st["/usr/local/bin/etcdkit"]; !ok {
+			t.Errorf("FileState lacks /usr/local/bin/etcdkit: %v", st)
+		}
+		if st2 := h3.FileState(t); len(st2) != 1 {
+			t.Errorf("host3 FileState before any write: %v", st2)
+		}
 		// Binary content survives the round trip.
 		bin := bytes.Repeat([]byte{0, 1, 2, 0xff, '\n'}, 1000)
 		h3.WriteFile(t, "/root/bin", bin, 0o600)
