@@ -3,9 +3,6 @@ package testhosts
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
-	"encoding/pem"
 	"fmt"
 	"net"
 	"os"
@@ -166,28 +163,7 @@ func (h *Host) sshdConfig() string {
 // newHostKey writes a fresh ed25519 host key for sshd to load.
 func (h *Host) newHostKey(t testing.TB) {
 	t.Helper()
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	block, err := ssh.MarshalPrivateKey(priv, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, err := ssh.NewSignerFromKey(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmp := h.hostKeyPath() + ".new"
-	if err := os.WriteFile(tmp, pem.EncodeToMemory(block), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, h.hostKeyPath()); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(h.hostKeyPath()+".pub", ssh.MarshalAuthorizedKey(signer.PublicKey()), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	signer := writeKeyPair(t, h.hostKeyPath(), "")
 	h.mu.Lock()
 	h.hostKey = signer.PublicKey()
 	h.mu.Unlock()

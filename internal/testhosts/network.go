@@ -219,7 +219,7 @@ func (nw *Network) cleanup() {
 
 func (nw *Network) makeClientKey() {
 	nw.ClientKey = filepath.Join(nw.dir, "id_ed25519")
-	nw.ClientSigner = writeClientKey(nw.t, nw.ClientKey)
+	nw.ClientSigner = writeKeyPair(nw.t, nw.ClientKey, "etcdkit-test-client")
 }
 
 // NewClientKey writes a fresh ed25519 key pair (path, path.pub) that no
@@ -228,21 +228,27 @@ func (nw *Network) makeClientKey() {
 func NewClientKey(t testing.TB) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "id_ed25519")
-	writeClientKey(t, p)
+	writeKeyPair(t, p, "etcdkit-test-client")
 	return p
 }
 
-func writeClientKey(t testing.TB, path string) ssh.Signer {
+// writeKeyPair writes a fresh ed25519 private key to path (atomically, so
+// a reloading sshd never reads half a key) and its public half to
+// path.pub, and returns the signer.
+func writeKeyPair(t testing.TB, path, comment string) ssh.Signer {
 	t.Helper()
 	_, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
-	block, err := ssh.MarshalPrivateKey(priv, "etcdkit-test-client")
+	block, err := ssh.MarshalPrivateKey(priv, comment)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(path, pem.EncodeToMemory(block), 0o600); err != nil {
+	if err := os.WriteFile(path+".new", pem.EncodeToMemory(block), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(path+".new", path); err != nil {
 		t.Fatal(err)
 	}
 	signer, err := ssh.NewSignerFromKey(priv)
