@@ -407,7 +407,9 @@ func (c *Conn) kill(pgid int, done chan error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	_, _ = c.run(ctx, fmt.Sprintf("kill -KILL -- -%d 2>/dev/null || true", pgid), nil, true)
+	// dash rejects `kill -KILL -- -PGID`; this spelling is POSIX and works
+	// in dash and bash alike.
+	_, _ = c.run(ctx, fmt.Sprintf("kill -s KILL -- -%d", pgid), nil, true)
 }
 
 // pidSniffer takes the pid line pidMarker prints off the front of stderr

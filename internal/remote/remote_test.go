@@ -113,14 +113,21 @@ func TestRemote(t *testing.T) {
 		cctx, cancel := context.WithCancel(ctx(t))
 		done := make(chan error, 1)
 		go func() {
-			_, err := c.Run(cctx, "exec sleep 313")
+			// A child in the background too: the whole group goes.
+			_, err := c.Run(cctx, "sleep 313 & sleep 314")
 			done <- err
 		}()
-		waitFor(t, func() bool { return strings.Contains(h1.Processes(t), "sleep 313") })
+		waitFor(t, func() bool {
+			ps := h1.Processes(t)
+			return strings.Contains(ps, "sleep 313") && strings.Contains(ps, "sleep 314")
+		})
 		cancel()
 		err := <-done
 		wantErr(t, err, context.Canceled, prefix(h1))
-		waitFor(t, func() bool { return !strings.Contains(h1.Processes(t), "sleep 313") })
+		waitFor(t, func() bool {
+			ps := h1.Processes(t)
+			return !strings.Contains(ps, "sleep 313") && !strings.Contains(ps, "sleep 314")
+		})
 		// The connection still works.
 		if _, err := c.Run(ctx(t), "true"); err != nil {
 			t.Fatal(err)

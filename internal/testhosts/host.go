@@ -26,7 +26,12 @@ const sshdPath = "/usr/sbin/sshd"
 
 // overlaid are the directories each host sees its own copy of: writes go
 // to a per-host tmpfs, reads fall through to the real file system.
-var overlaid = []string{"/etc", "/var", "/usr/local", "/root", "/opt", "/home", "/srv"}
+var overlaid = []string{"/etc", "/var", "/usr/local", "/opt", "/srv"}
+
+// fresh are the directories each host gets empty (on its tmpfs), as on a
+// new machine: the test machine's own home directories (its ~/.ssh, a
+// slow ~/.bashrc) must not leak into the hosts.
+var fresh = []string{"/root", "/home"}
 
 // Host is one simulated machine.
 type Host struct {
@@ -128,6 +133,11 @@ func (h *Host) initScript() string {
 		fmt.Fprintf(&b, "mkdir -p /run/.host/upper/%[1]s /run/.host/work/%[1]s\n", name)
 		fmt.Fprintf(&b, "mount -t overlay overlay -o lowerdir=%[2]s,upperdir=/run/.host/upper/%[1]s,workdir=/run/.host/work/%[1]s %[2]s\n", name, d)
 	}
+	for _, d := range fresh {
+		name := strings.TrimPrefix(d, "/")
+		fmt.Fprintf(&b, "mkdir -p /run/.host/upper/%[1]s && mount --bind /run/.host/upper/%[1]s %[2]s\n", name, d)
+	}
+	b.WriteString("chmod 0700 /root && cp -a /etc/skel/. /root/ 2>/dev/null || true\n")
 	fmt.Fprintf(&b, "hostname %s\n", h.Name)
 	b.WriteString("echo " + h.Name + " > /etc/hostname\n")
 	fmt.Fprintf(&b, "%s -D -e -f %s &\n", sshdPath, filepath.Join(h.dir, "sshd_config"))
@@ -383,7 +393,7 @@ func (h *Host) FileState(t testing.TB) map[string]string {
 	t.Helper()
 	var script strings.Builder
 	script.WriteString("set -e\n")
-	for _, d := range overlaid {
+	for _, d := range append(append([]string(nil), overlaid...), fresh...) {
 		name := strings.ReplaceAll(strings.TrimPrefix(d, "/"), "/", "_")
 		fmt.Fprintf(&script, "cd /run/.host/upper/%s && find . -mindepth 1 -printf '%s%%P\\t%%y %%m %%u:%%g %%s\\t' -exec sh -c 'if [ -f \"$1\" ]; then sha256sum < \"$1\" | cut -c1-16; else echo -; fi' _ {} \\;\n", name, d+"/")
 	}

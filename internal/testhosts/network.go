@@ -11,10 +11,11 @@
 //	    +-- veth -- netns ekhN-2: eth0 10.77.N.12 ...
 //
 // The hosts have no default route, so their traffic stays on the bridge.
-// Inside a host, /etc, /var, /usr/local, /root, /opt, /home and /srv are
-// overlays on a tmpfs that lives only as long as the host, so /etc/etcd,
-// /var/lib/etcd and /usr/local/bin/etcdkit differ per host and nothing is
-// written to the real file system. /run is a fresh tmpfs and PID 1 is not
+// Inside a host, /etc, /var, /usr/local, /opt and /srv are overlays on a
+// tmpfs that lives only as long as the host, so /etc/etcd, /var/lib/etcd
+// and /usr/local/bin/etcdkit differ per host and nothing is written to the
+// real file system; /root (with /etc/skel's files) and /home start empty,
+// as on a new machine. /run is a fresh tmpfs and PID 1 is not
 // systemd, so apply takes its documented non-systemd path.
 //
 // Cleanup kills each host's PID 1, which takes every process in the host
