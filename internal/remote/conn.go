@@ -32,6 +32,10 @@ type Options struct {
 	// AcceptNewHostKeys trusts a host that is in no known_hosts file on
 	// first use and records its key. A changed key is refused regardless.
 	AcceptNewHostKeys bool
+	// AcceptNewHostKeysHint is how the user turns AcceptNewHostKeys on,
+	// named in the refusal of an unknown host: the CLI passes its flag
+	// ("--accept-new-host-keys") so the message never drifts from it.
+	AcceptNewHostKeysHint string
 	// SSHConfig is the ssh_config file hosts are resolved with. Default
 	// ~/.ssh/config; "-" reads none.
 	SSHConfig string
@@ -183,7 +187,7 @@ func Connect(ctx context.Context, h Host, opts *Options) (*Conn, error) {
 
 func (c *Conn) dial(ctx context.Context) error {
 	h, o := c.host, c.opts
-	keys := &hostKeys{files: o.knownHostsFiles(), acceptNew: o.AcceptNewHostKeys}
+	keys := &hostKeys{files: o.knownHostsFiles(), acceptNew: o.AcceptNewHostKeys, acceptHint: o.AcceptNewHostKeysHint}
 	keys.onAccept = func(addr string, key ssh.PublicKey) {
 		c.keyAccepted = true
 		o.logf(h, "trusted new host key %s %s on first use, recorded in %s", key.Type(), ssh.FingerprintSHA256(key), keys.userFile())

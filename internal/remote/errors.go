@@ -59,13 +59,20 @@ type UnknownHostKeyError struct {
 	KeyType     string
 	Fingerprint string // SHA256:...
 	KnownHosts  string // the file that would be written
+	// AcceptHint is how the user turns on trust on first use (the CLI's
+	// flag), from Options.AcceptNewHostKeysHint.
+	AcceptHint string
 }
 
 func (e *UnknownHostKeyError) Error() string {
+	trust := "trust it on first use"
+	if e.AcceptHint != "" {
+		trust += " (" + e.AcceptHint + ")"
+	}
 	return fmt.Sprintf("host key %s %s is not in %s; compare it with the host's own "+
-		"(`ssh-keygen -lf /etc/ssh/ssh_host_%s_key.pub` on the host), then trust it on first use "+
-		"(apply --accept-new-host-keys) or add it with `ssh-keyscan %s >> %s`",
-		e.KeyType, e.Fingerprint, e.KnownHosts, keyFileStem(e.KeyType), keyscanArgs(e.Addr), e.KnownHosts)
+		"(`ssh-keygen -lf /etc/ssh/ssh_host_%s_key.pub` on the host), then %s "+
+		"or add it with `ssh-keyscan %s >> %s`",
+		e.KeyType, e.Fingerprint, e.KnownHosts, keyFileStem(e.KeyType), trust, keyscanArgs(e.Addr), e.KnownHosts)
 }
 
 func (e *UnknownHostKeyError) Is(target error) bool { return target == ErrUnknownHostKey }

@@ -21,8 +21,9 @@ import (
 // the user's, the one trust on first use appends to; the rest (such as
 // /etc/ssh/ssh_known_hosts) are only read.
 type hostKeys struct {
-	files     []string
-	acceptNew bool
+	files      []string
+	acceptNew  bool
+	acceptHint string
 	// onAccept is told about each key trusted on first use.
 	onAccept func(addr string, key ssh.PublicKey)
 }
@@ -80,7 +81,7 @@ func (k *hostKeys) check(addr string, remote net.Addr, key ssh.PublicKey) error 
 	case errors.As(err, &keyErr):
 		if !k.acceptNew {
 			return &UnknownHostKeyError{Addr: addr, KeyType: key.Type(),
-				Fingerprint: ssh.FingerprintSHA256(key), KnownHosts: k.userFile()}
+				Fingerprint: ssh.FingerprintSHA256(key), KnownHosts: k.userFile(), AcceptHint: k.acceptHint}
 		}
 		if err := k.appendKey(addr, remote, key); err != nil {
 			return err

@@ -233,8 +233,8 @@ func TestErrorMessages(t *testing.T) {
 	if err.Error() != `host "master02" (10.0.0.2:2222): inner: file does not exist` {
 		t.Errorf("double wrapped: %v", err)
 	}
-	u := &UnknownHostKeyError{Addr: "10.0.0.2:2222", KeyType: "ssh-ed25519", Fingerprint: "SHA256:abc", KnownHosts: "/root/.ssh/known_hosts"}
-	for _, want := range []string{"SHA256:abc", "ssh_host_ed25519_key.pub", "--accept-new-host-keys", "ssh-keyscan -p 2222 10.0.0.2 >> /root/.ssh/known_hosts"} {
+	u := &UnknownHostKeyError{Addr: "10.0.0.2:2222", KeyType: "ssh-ed25519", Fingerprint: "SHA256:abc", KnownHosts: "/root/.ssh/known_hosts", AcceptHint: "re-run with --accept-new-host-keys"}
+	for _, want := range []string{"SHA256:abc", "ssh_host_ed25519_key.pub", "trust it on first use (re-run with --accept-new-host-keys)", "ssh-keyscan -p 2222 10.0.0.2 >> /root/.ssh/known_hosts"} {
 		if !strings.Contains(u.Error(), want) {
 			t.Errorf("%q lacks %q", u.Error(), want)
 		}

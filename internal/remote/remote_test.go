@@ -367,9 +367,10 @@ func TestRemote(t *testing.T) {
 	t.Run("unknown host key refused", func(t *testing.T) {
 		o := e.opts(t)
 		o.KnownHosts = filepath.Join(t.TempDir(), "known_hosts")
+		o.AcceptNewHostKeysHint = "--accept-new-host-keys"
 		_, err := remote.Connect(ctx(t), e.host(h1), o)
 		wantErr(t, err, remote.ErrUnknownHostKey, prefix(h1), ssh.FingerprintSHA256(h1.HostKey()),
-			"ssh-ed25519", o.KnownHosts, "--accept-new-host-keys")
+			"ssh-ed25519", o.KnownHosts, "(--accept-new-host-keys)")
 		if _, statErr := os.Stat(o.KnownHosts); !errors.Is(statErr, fs.ErrNotExist) {
 			t.Fatalf("refusal wrote %s", o.KnownHosts)
 		}
