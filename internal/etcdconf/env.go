@@ -66,15 +66,63 @@ func extensionEnvName(key string) string {
 // mapping each variable to the config-file key etcd would set from it.
 func parseEnv(name string, data []byte) (*Config, []*FieldError) {
 	vars, syntax := ParseEnvFile(data)
-	c := &Config{origin: &origin{env: true, keys: map[string]position{}}}
 	var errs []*FieldError
 	for _, e := range syntax {
 		errs = append(errs, &FieldError{File: name, Line: e.Line, Msg: e.Msg, Rule: RuleSyntax})
 	}
+	c, more := fromVars(name, vars, func(v EnvVar) string { return v.Name })
+	return c, append(errs, more...)
+}
+
+// Arg is one --flag=value of an etcd command line.
+type Arg struct {
+	Flag  string
+	Value string
+	// Line is where the argument is, for messages (a manifest's line).
+	Line int
+}
+
+// FromArgs reads etcd's command-line flags (a static pod's command) into a
+// Config, as etcd would read them. Messages name each flag as --flag.
+func FromArgs(name string, args []Arg) (*Config, []*FieldError) {
+	var vars []EnvVar
+	var errs []*FieldError
+	shown := map[string]string{}
+	for _, a := range args {
+		env := EnvName(a.Flag)
+		if _, known := EnvFlag(env); !known {
+			var flags []string
+			for f := range etcdFlags {
+				flags = append(flags, f)
+			}
+			sort.Strings(flags)
+			hint := ""
+			if s := Suggest(a.Flag, flags); s != "" {
+				hint = fmt.Sprintf("; did you mean --%s?", s)
+			}
+			errs = append(errs, &FieldError{File: name, Line: a.Line, Key: "--" + a.Flag, Msg: "etcd has no such flag and refuses to start" + hint, Rule: RuleUnknownKey})
+			continue
+		}
+		vars = append(vars, EnvVar{Name: env, Value: a.Value, Line: a.Line})
+		shown[env] = "--" + a.Flag
+	}
+	c, more := fromVars(name, vars, func(v EnvVar) string { return shown[v.Name] })
+	c.origin.flags = true
+	for k, p := range c.origin.keys {
+		c.origin.keys[k] = position{Line: p.Line, Name: shown[p.Name]}
+	}
+	return c, append(errs, more...)
+}
+
+// fromVars maps variables to config-file keys; shown names a variable in
+// messages.
+func fromVars(name string, vars []EnvVar, shown func(EnvVar) string) (*Config, []*FieldError) {
+	c := &Config{origin: &origin{env: true, keys: map[string]position{}}}
+	var errs []*FieldError
 	raw := map[string]any{}
 	for _, v := range vars {
 		fail := func(rule, format string, args ...any) {
-			errs = append(errs, &FieldError{File: name, Line: v.Line, Key: v.Name, Msg: fmt.Sprintf(format, args...), Rule: rule})
+			errs = append(errs, &FieldError{File: name, Line: v.Line, Key: shown(v), Msg: fmt.Sprintf(format, args...), Rule: rule})
 		}
 		key, rule, msg := EnvKey(v.Name)
 		switch {

@@ -256,6 +256,11 @@ func (c *Config) Marshal() ([]byte, error) {
 		return nil, err
 	}
 	for k, v := range c.Extra {
+		// etcd's file wants integer nanoseconds where its field is a
+		// time.Duration: write a "10m" the operator wrote as etcd reads it.
+		if nv, err := normalize(k, v); err == nil {
+			v = nv
+		}
 		m[k] = v
 	}
 	return yaml.Marshal(m)

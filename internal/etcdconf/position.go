@@ -10,8 +10,10 @@ import (
 // names the line, and for an environment file the variable, the operator
 // wrote.
 type origin struct {
-	env  bool
-	keys map[string]position
+	env bool
+	// flags: read from a command line; keys are shown as --flag.
+	flags bool
+	keys  map[string]position
 }
 
 type position struct {
@@ -29,6 +31,9 @@ func (c *Config) locate(key string, src []byte) (int, string) {
 		}
 		if c.origin.env {
 			if f := KeyFlag(key); f != "" {
+				if c.origin.flags {
+					return 0, "--" + f
+				}
 				return 0, EnvName(f)
 			}
 			return 0, key
