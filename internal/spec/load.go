@@ -4,12 +4,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -89,7 +90,7 @@ func Parse(name string, data []byte) (*Cluster, error) {
 	}
 	checkKeys(raw, reflect.TypeOf(Cluster{}), "", fail)
 	// Decode field by field so a type error names its path.
-	for _, k := range sortedKeys(raw) {
+	for _, k := range slices.Sorted(maps.Keys(raw)) {
 		v := raw[k]
 		sub, isMap := v.(map[string]any)
 		switch {
@@ -109,14 +110,14 @@ func Parse(name string, data []byte) (*Cluster, error) {
 					fail(p, "want a mapping (name, peerURL, clientURL, ...)")
 					continue
 				}
-				for _, f := range sortedKeys(m) {
+				for _, f := range slices.Sorted(maps.Keys(m)) {
 					if err := decodeInto(&c.Members[i], map[string]any{f: m[f]}); err != nil {
 						fail(p+"."+f, "%s", typeMessage(err))
 					}
 				}
 			}
 		case isMap:
-			for _, f := range sortedKeys(sub) {
+			for _, f := range slices.Sorted(maps.Keys(sub)) {
 				if err := decodeInto(c, map[string]any{k: map[string]any{f: sub[f]}}); err != nil {
 					fail(k+"."+f, "%s", typeMessage(err))
 				}
@@ -190,7 +191,7 @@ func checkKeys(v any, t reflect.Type, path string, fail func(path, format string
 			fields[tag] = f.Type
 			names = append(names, tag)
 		}
-		for _, k := range sortedKeys(m) {
+		for _, k := range slices.Sorted(maps.Keys(m)) {
 			p := k
 			if path != "" {
 				p = path + "." + k
@@ -226,15 +227,6 @@ func caseInsensitive(k string, names []string) string {
 		}
 	}
 	return ""
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 // SetDefaults fills what the spec left out.
