@@ -38,9 +38,8 @@ func (c *Config) locate(key string, src []byte) (int, string) {
 			}
 			return 0, key
 		}
-		if len(src) == 0 {
-			return 0, key
-		}
+		// The YAML positions are exact: a key not among them is not set.
+		return 0, key
 	}
 	return LineOf(src, key), key
 }
