@@ -449,13 +449,6 @@ wrong and the command that fixes it. Exit code 1 when there is an error
 	return cmd
 }
 
-func plural(n int, word string) string {
-	if n == 1 {
-		return "1 " + word
-	}
-	return fmt.Sprintf("%d %ss", n, word)
-}
-
 // printCheck writes the table form: the certificates, then each finding
 // with its fix.
 func printCheck(w io.Writer, r *pki.Report) {

@@ -78,6 +78,43 @@ peer-transport-security:
 	}
 }
 
+// The runbook's /etc/etcd/etcd.conf, an environment file of ETCD_*
+// variables, is read the same way.
+func TestConfigInventoryFromEnvFile(t *testing.T) {
+	dir := t.TempDir()
+	ssl := filepath.Join(dir, "ssl")
+	cfg := filepath.Join(dir, "etcd.conf")
+	write(t, cfg, `#[Member]
+ETCD_NAME="master02"
+ETCD_DATA_DIR="/var/lib/etcd/default.etcd"
+ETCD_LISTEN_PEER_URLS="https://192.168.100.201:2380"
+ETCD_LISTEN_CLIENT_URLS="https://192.168.100.201:2379,https://127.0.0.1:2379"
+#[Clustering]
+ETCD_INITIAL_ADVERTISE_PEER_URLS="https://192.168.100.201:2380"
+ETCD_ADVERTISE_CLIENT_URLS="https://192.168.100.201:2379"
+ETCD_INITIAL_CLUSTER="master02=https://192.168.100.201:2380"
+#[Security]
+ETCD_CERT_FILE="`+ssl+`/server.pem"
+ETCD_KEY_FILE="`+ssl+`/server-key.pem"
+ETCD_CLIENT_CERT_AUTH="true"
+ETCD_TRUSTED_CA_FILE="`+ssl+`/ca.pem"
+ETCD_PEER_CERT_FILE="`+ssl+`/peer.pem"
+ETCD_PEER_KEY_FILE="`+ssl+`/peer-key.pem"
+ETCD_PEER_CLIENT_CERT_AUTH="true"
+ETCD_PEER_TRUSTED_CA_FILE="`+ssl+`/ca.pem"
+`)
+	inv, err := Find(Options{Config: cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if inv.CADir != ssl || len(inv.Leaves) < 2 || inv.Leaves[0].Pair.Cert != filepath.Join(ssl, "server.pem") {
+		t.Fatalf("inventory %+v", inv)
+	}
+	if h := hosts(inv.Leaves[0]); !slices.Equal(h, []string{"192.168.100.201", "127.0.0.1"}) {
+		t.Fatalf("server needs %v", h)
+	}
+}
+
 // Members of a spec that share a certificate directory share its files,
 // which then must cover all of them; --member keeps one.
 func TestSpecInventorySharedDir(t *testing.T) {
