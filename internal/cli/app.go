@@ -118,6 +118,7 @@ Start with:  etcdkit up          a secure 3-member cluster on this machine`,
 		a.snapshotCmd(),
 		a.clusterCmd(),
 		a.configCmd(),
+		a.pkiCmd(),
 	)
 	return root
 }
