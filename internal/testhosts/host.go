@@ -185,8 +185,10 @@ func (h *Host) newHostKey(t testing.TB) {
 func (h *Host) ReplaceHostKey(t testing.TB) ssh.PublicKey {
 	t.Helper()
 	h.newHostKey(t)
-	// SIGHUP makes sshd re-exec itself and load the key again.
-	h.MustRun(t, "kill -HUP $(cat /run/sshd.pid)")
+	// No SIGHUP: sshd re-executes itself for every connection and the child
+	// reads the host keys then, so the next connection presents the new key.
+	// A SIGHUP would close the listener for a moment and a test's next dial
+	// could meet "connection refused".
 	want := h.HostKey()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
