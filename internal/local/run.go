@@ -54,7 +54,7 @@ type Exit struct {
 	// Removed is true when the member stopped because it was removed
 	// from the cluster.
 	Removed bool
-	Log      string
+	Log     string
 	// LogTail is the last lines of the member's log, for the report.
 	LogTail []string
 }

@@ -40,8 +40,8 @@ type AddResult struct {
 	Existing bool `json:"existing,omitempty"`
 	// InitialCluster is the new member's initial-cluster value, from the
 	// live member list.
-	InitialCluster string `json:"initialCluster"`
-	Snapshot       string `json:"snapshot,omitempty"`
+	InitialCluster string   `json:"initialCluster"`
+	Snapshot       string   `json:"snapshot,omitempty"`
 	Members        []Member `json:"members"`
 }
 
