@@ -635,9 +635,16 @@ func (a *App) runReplace(ctx context.Context, o replace.Options, output string, 
 	}
 	var names []string
 	for _, m := range res.Members {
-		names = append(names, m.Ref())
+		n := m.Ref()
+		if !m.Healthy {
+			n += " (NOT HEALTHY)"
+		}
+		names = append(names, n)
 	}
-	fmt.Fprintf(a.Out, "members: %s (all voting and healthy)\n", strings.Join(names, ", "))
+	fmt.Fprintf(a.Out, "members: %s\n", strings.Join(names, ", "))
+	for _, u := range res.Unhealthy {
+		fmt.Fprintf(a.Err, "warning: %s; if it is lost, replace it next\n", u)
+	}
 	fmt.Fprintf(a.Out, "update kube-apiserver (and any load balancer) to:\n--etcd-servers=%s\n", res.EtcdServers)
 	return nil
 }

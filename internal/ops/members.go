@@ -94,8 +94,10 @@ func MemberList(ctx context.Context, t *connect.Target) (*Membership, error) {
 		return nil, err
 	}
 	defer cli.Close()
+	// A member that has lost its leader answers "no leader" at once to a
+	// request that requires one, instead of waiting out the timeout.
 	cctx, cancel := t.Ctx(ctx)
-	resp, err := cli.MemberList(cctx)
+	resp, err := cli.MemberList(clientv3.WithRequireLeader(cctx))
 	cancel()
 	local := false
 	if err != nil {
@@ -193,7 +195,7 @@ func (ms *Membership) Find(ref string) *Member {
 	}
 	if id, err := strconv.ParseUint(ref, 16, 64); err == nil {
 		for i := range ms.Members {
-			if ms.Members[i].id == id {
+			if mid, err := strconv.ParseUint(ms.Members[i].ID, 16, 64); err == nil && mid == id {
 				return &ms.Members[i]
 			}
 		}
@@ -306,7 +308,7 @@ func (ms *Membership) checkQuorum(action string) error {
 	}
 	return &Refusal{
 		Action:    action,
-		Reason:    fmt.Sprintf("the cluster has lost quorum: %d of %d voting members are healthy (down: %s) and %d are needed", healthy, voters, strings.Join(ms.unhealthyVoters(0), ", "), Quorum(voters)),
+		Reason:    fmt.Sprintf("the cluster has lost quorum: %d of %d voting members are healthy (not healthy: %s) and %d are needed", healthy, voters, strings.Join(ms.unhealthyVoters(0), ", "), Quorum(voters)),
 		Fix:       "a cluster without quorum accepts no membership change; start the failed members again, or if they are gone for good, recover from a survivor with `etcdkit cluster recover`",
 		Unhealthy: true,
 	}

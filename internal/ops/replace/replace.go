@@ -106,6 +106,9 @@ type Result struct {
 	// change: every member's client URLs.
 	EtcdServers string       `json:"etcdServers,omitempty"`
 	Members     []ops.Member `json:"members,omitempty"`
+	// Unhealthy names the members that were not healthy at the end
+	// (another failed member, to be replaced next), with why.
+	Unhealthy []string `json:"unhealthy,omitempty"`
 	// AlreadyDone is set when nothing was left to do.
 	AlreadyDone bool   `json:"alreadyDone,omitempty"`
 	Plan        []Step `json:"plan"`
@@ -181,7 +184,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		o.Observer.Done(step)
 	}
 	res.Old, res.New, res.Snapshot = r.st.Old, r.new, r.st.Snapshot
-	res.Members, res.EtcdServers = r.ms.Members, r.etcdServers
+	res.Members, res.EtcdServers, res.Unhealthy = r.ms.Members, r.etcdServers, r.unhealthy
 	return res, nil
 }
 
@@ -218,6 +221,7 @@ type run struct {
 	ms          *ops.Membership
 	old, new    *ops.Member
 	etcdServers string
+	unhealthy   []string
 }
 
 func (r *run) phases() []phase {
