@@ -370,8 +370,10 @@ func (a *App) memberRemoveCmd() *cobra.Command {
 would not have a healthy quorum, when it is the last member, and without
 --force when it would leave an even number of voting members (which tolerate no
 more failures than one fewer). A leader hands leadership to the most
-up-to-date healthy member first, so clients see no election. A member that is
-not there is reported as already removed.
+up-to-date healthy member first, so the cluster does not stall for an election
+(a write in flight at the instant of the hand-over may still time out: etcd
+drops proposals during a transfer). A member that is not there is reported as
+already removed.
 
 The removed member stops by itself. Its data dir must be emptied before it can
 join again.`,

@@ -43,8 +43,13 @@ type RemoveResult struct {
 // Remove takes a member out of the cluster, safely: it refuses when the
 // cluster would lose its quorum, when the member is the last voter, and
 // (without Force) when it would leave an even number of voters. A leader
-// hands leadership to the most up-to-date healthy voter first, so clients
-// see no election. A member that is not there counts as removed.
+// hands leadership to the most up-to-date healthy voter first, so the
+// cluster never stalls waiting for an election: removed outright, its
+// followers would notice only after an election timeout (seconds without
+// writes). etcd drops proposals that reach the leader during the hand-over
+// itself, so a write in flight at that instant can still time out
+// (Unavailable, which clients retry). A member that is not there counts
+// as removed.
 func Remove(ctx context.Context, t *connect.Target, ref string, o RemoveOptions) (*RemoveResult, error) {
 	say := o.Progress
 	if say == nil {

@@ -6,6 +6,7 @@ package membership
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -13,10 +14,14 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/etcdkit/etcdkit/internal/connect"
 	"github.com/etcdkit/etcdkit/internal/local"
@@ -163,10 +168,10 @@ func checkData(t *testing.T, ctx context.Context, pc *testutil.ProcCluster, eps 
 		}
 		return err
 	})
+	checkAcked(t, ctx, pc, eps, "w-", acked)
 	hashes := map[uint32][]string{}
 	for _, ep := range eps {
 		cli := client(t, pc, ep)
-		testutil.CheckAcked(t, ctx, cli, acked)
 		var h *clientv3.HashKVResponse
 		testutil.Retry(t, ctx, func() error {
 			var err error
@@ -190,6 +195,101 @@ func leaderOf(t *testing.T, ctx context.Context, tg *connect.Target) string {
 	}
 	t.Fatal("no leader")
 	return ""
+}
+
+// errWriter is testutil's Writer that also keeps each failed write's
+// error, to tell a transient error (the outcome unknown, retried by
+// clients such as kube-apiserver) from a real one.
+type errWriter struct {
+	mu     sync.Mutex
+	acked  []string
+	errs   []error
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func startErrWriter(ctx context.Context, cli *clientv3.Client) *errWriter {
+	ctx, cancel := context.WithCancel(ctx)
+	w := &errWriter{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(w.done)
+		for i := 0; ctx.Err() == nil; i++ {
+			k := fmt.Sprintf("e-%06d", i)
+			// Longer than etcd's own request timeout (7 s), so a failure
+			// is etcd's answer, not this client giving up.
+			pctx, pcancel := context.WithTimeout(ctx, 15*time.Second)
+			_, err := cli.Put(pctx, k, k)
+			pcancel()
+			w.mu.Lock()
+			if err == nil {
+				w.acked = append(w.acked, k)
+			} else if ctx.Err() == nil {
+				w.errs = append(w.errs, err)
+			}
+			w.mu.Unlock()
+		}
+	}()
+	return w
+}
+
+func (w *errWriter) waitFor(t *testing.T, n int) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		w.mu.Lock()
+		got := len(w.acked)
+		w.mu.Unlock()
+		if got >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d writes acknowledged", got)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func (w *errWriter) count() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.acked)
+}
+
+// unavailable reports etcd's transient errors (gRPC code Unavailable).
+func unavailable(err error) bool {
+	var ee rpctypes.EtcdError
+	if errors.As(err, &ee) {
+		return ee.Code() == codes.Unavailable
+	}
+	s, ok := status.FromError(err)
+	return ok && s.Code() == codes.Unavailable
+}
+
+// checkAcked fails unless every acknowledged key (under prefix) is on
+// each of the members.
+func checkAcked(t *testing.T, ctx context.Context, pc *testutil.ProcCluster, eps []string, prefix string, acked []string) {
+	t.Helper()
+	for _, ep := range eps {
+		resp, err := client(t, pc, ep).Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithKeysOnly())
+		if err != nil {
+			t.Fatal(err)
+		}
+		have := map[string]bool{}
+		for _, kv := range resp.Kvs {
+			have[string(kv.Key)] = true
+		}
+		for _, k := range acked {
+			if !have[k] {
+				t.Fatalf("acknowledged write %s is lost on %s (%d of %d present)", k, ep, len(have), len(acked))
+			}
+		}
+	}
+}
+
+func (w *errWriter) stop() (acked []string, errs []error) {
+	w.cancel()
+	<-w.done
+	return w.acked, w.errs
 }
 
 // killAfter is the failpoint that makes a replacement kill itself with
