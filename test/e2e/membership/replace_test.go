@@ -84,6 +84,9 @@ func TestReplaceRunbook(t *testing.T) {
 			t.Fatalf("replace output lacks %q:\n%s", want, p.Stdout())
 		}
 	}
+	if !strings.Contains(p.Stderr(), `added "m4" as learner`) || !strings.Contains(p.Stderr(), `"m4" is a voting member`) {
+		t.Fatalf("m4 did not join as a learner and get promoted:\n%s", p.Stderr())
+	}
 	if strings.Contains(p.Stderr(), "==> take a snapshot") || strings.Contains(p.Stderr(), "==> remove the old member") {
 		t.Fatalf("the re-run redid a step it had done:\n%s", p.Stderr())
 	}
