@@ -113,7 +113,7 @@ type changeFlags struct {
 func addChangeFlags(cmd *cobra.Command, f *changeFlags) {
 	addClientFlags(cmd, &f.cf)
 	fs := cmd.Flags()
-	fs.StringVar(&f.backupDir, "backup-dir", "", "where the snapshot taken before the change goes (default: backups/ of an `etcdkit up` dir, the spec's backup.dir, else "+defaultBackupDir+")")
+	fs.StringVar(&f.backupDir, "backup-dir", "", "where the snapshot taken before the change goes (default: backups/ of an etcdkit up dir, the spec's backup.dir, else "+defaultBackupDir+")")
 	fs.BoolVar(&f.skipSnapshot, "skip-snapshot", false, "do not take a snapshot before the change (not advised)")
 	fs.DurationVar(&f.timeout, "change-timeout", ops.DefaultChangeTimeout, "how long to retry a change etcd refuses for a while (right after a member reconnects)")
 	_ = cmd.MarkFlagDirname("backup-dir")
@@ -165,7 +165,7 @@ type joinFlags struct {
 
 func addJoinFlags(cmd *cobra.Command, f *joinFlags) {
 	fs := cmd.Flags()
-	fs.StringVar(&f.specPath, "spec", "", "cluster spec with the settings every member shares (PKI layout, tuning); default: etcd's defaults, or the `etcdkit up` dir's")
+	fs.StringVar(&f.specPath, "spec", "", "cluster spec with the settings every member shares (PKI layout, tuning); default: etcd's defaults, or the etcdkit up dir's")
 	fs.StringVar(&f.pkiDir, "pki", "", "directory of the CA (ca.pem and ca-key.pem, or kubeadm's ca.crt and ca.key): issue the new member's server and peer certificates")
 	fs.StringVar(&f.out, "out", "", "write the new member's etcd.yaml, and with --pki its certificates in ssl/, into this directory")
 	fs.StringVar(&f.certDir, "cert-dir", "", "the certificate directory the config names, on the new member's host (default: the spec's pki.dir, "+spec.DefaultPKIDir+")")

@@ -65,6 +65,14 @@ func Remove(ctx context.Context, t *connect.Target, ref string, o RemoveOptions)
 		if err := ms.checkQuorum(fmt.Sprintf("remove member %q", ref)); err != nil {
 			return nil, err
 		}
+		// A member that never started has no name: the one asked for may
+		// be it, so "already removed" would be a guess.
+		for _, u := range ms.Members {
+			if !u.Started {
+				return nil, fmt.Errorf("%w; it may be %s, which has no name until it starts: remove it by its ID (`etcdkit member remove %s`)",
+					ms.NotFound(ref), u.Label(), u.ID)
+			}
+		}
 		return &RemoveResult{AlreadyRemoved: true, Members: ms.Members}, nil
 	}
 	res := &RemoveResult{Member: m}

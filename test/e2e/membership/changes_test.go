@@ -58,6 +58,8 @@ func testLearner(t *testing.T, pc *testutil.ProcCluster, envs []string, backups 
 	// Not started: it has no name yet, and a promotion is refused.
 	r = testutil.Run(t, envs, pc.Bin, "member", "promote", "m5")
 	testutil.ExpectFailure(t, r, 1, `no member named "m5"`, "unstarted "+id)
+	r = testutil.Run(t, envs, pc.Bin, "member", "remove", "m5", "--backup-dir", backups)
+	testutil.ExpectFailure(t, r, 1, `no member named "m5"`, "it may be unstarted member "+id, "etcdkit member remove "+id)
 	r = testutil.Run(t, envs, pc.Bin, "member", "promote", id, "--backup-dir", backups)
 	testutil.ExpectFailure(t, r, 1, "refusing to promote unstarted member "+id, "has not started",
 		"etcdkit member run --config", "etcdkit member promote "+id+" --wait")
