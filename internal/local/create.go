@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/etcdkit/etcdkit/internal/fsutil"
+	"github.com/etcdkit/etcdkit/internal/ops"
 	"github.com/etcdkit/etcdkit/internal/pki"
 	"github.com/etcdkit/etcdkit/internal/render"
 	"github.com/etcdkit/etcdkit/internal/spec"
@@ -84,7 +85,7 @@ func (d Dir) Create(o CreateOptions) (*spec.Cluster, error) {
 		return nil, err
 	}
 	for i := range c.Members {
-		if err := d.writeMember(stage, c, &c.Members[i], ca, o.KeyAlgorithm, render.StateNew); err != nil {
+		if err := d.writeMember(stage, c, &c.Members[i], ca, render.StateNew); err != nil {
 			return nil, err
 		}
 	}
@@ -101,30 +102,9 @@ func (d Dir) Create(o CreateOptions) (*spec.Cluster, error) {
 
 // writeMember issues a member's certificates and writes its config into
 // the staging dir, with paths that point at the final directory.
-func (d Dir) writeMember(stage Dir, c *spec.Cluster, m *spec.Member, ca *pki.CA, alg pki.KeyAlgorithm, state render.ClusterState) error {
-	md := stage.Member(m.Name)
-	hosts := render.MemberHosts(m)
-	if err := pki.WriteBundle(pki.LayoutCfssl.CA(md.PKIDir()).Cert, ca.Bundle...); err != nil {
-		return err
-	}
-	for _, role := range []pki.Role{pki.RoleServer, pki.RolePeer} {
-		leaf, err := ca.Issue(pki.LeafRequest{Role: role, CommonName: m.Name, Hosts: hosts, KeyAlgorithm: alg})
-		if err != nil {
-			return err
-		}
-		if err := pki.WriteLeaf(pki.LayoutCfssl.Leaf(md.PKIDir(), role), leaf); err != nil {
-			return err
-		}
-	}
-	cfg, err := render.EtcdConfig(c, m, render.EtcdOptions{State: state})
-	if err != nil {
-		return err
-	}
-	data, err := cfg.Marshal()
-	if err != nil {
-		return err
-	}
-	return fsutil.WriteFile(md.Config(), data, fsutil.PublicFile)
+func (d Dir) writeMember(stage Dir, c *spec.Cluster, m *spec.Member, ca *pki.CA, state render.ClusterState) error {
+	_, err := ops.MemberFiles{Cluster: c, Member: m, CA: ca, Etcd: render.EtcdOptions{State: state}}.Write(string(stage.Member(m.Name)))
+	return err
 }
 
 // newMember places member i on 127.0.0.i with free ports. Ports are chosen

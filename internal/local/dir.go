@@ -100,7 +100,7 @@ func (d Dir) Settings() (connect.Settings, error) {
 // directory is used only when it exists.
 func Source(dir string, explicit bool) connect.Source {
 	return connect.Source{
-		Name: "etcdkit up dir " + dir,
+		Name: sourcePrefix + dir,
 		Find: func() (connect.Settings, bool, error) {
 			d := Dir(dir)
 			if !explicit && !d.Exists() {
@@ -113,6 +113,21 @@ func Source(dir string, explicit bool) connect.Source {
 			return s, true, nil
 		},
 	}
+}
+
+const sourcePrefix = "etcdkit up dir "
+
+// SourceDir is the `up` directory a target's settings came from, if any.
+func SourceDir(t *connect.Target) (Dir, bool) {
+	for _, s := range t.Source {
+		if dir, ok := strings.CutPrefix(s, sourcePrefix); ok {
+			if abs, err := filepath.Abs(dir); err == nil {
+				return Dir(abs), true
+			}
+			return Dir(dir), true
+		}
+	}
+	return "", false
 }
 
 // ownEntries are the names `up` creates in its directory; anything else

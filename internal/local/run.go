@@ -11,11 +11,13 @@ import (
 	"os/exec"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/etcdkit/etcdkit/internal/fsutil"
+	"github.com/etcdkit/etcdkit/internal/member"
 	"github.com/etcdkit/etcdkit/internal/spec"
 )
 
@@ -49,7 +51,10 @@ type Exit struct {
 	Err error
 	// Expected is true when the supervisor asked the member to stop.
 	Expected bool
-	Log      string
+	// Removed is true when the member stopped because it was removed
+	// from the cluster.
+	Removed bool
+	Log     string
 	// LogTail is the last lines of the member's log, for the report.
 	LogTail []string
 }
@@ -175,7 +180,13 @@ func (s *Supervisor) wait(name string, cmd *exec.Cmd) {
 	s.mu.Unlock()
 	md := s.dir.Member(name)
 	os.Remove(md.PIDFile())
-	s.exits <- Exit{Name: name, Err: err, Expected: expected, Log: md.Log(), LogTail: tail(md.Log(), 5)}
+	e := Exit{Name: name, Err: err, Expected: expected, Log: md.Log(), LogTail: tail(md.Log(), 5)}
+	for _, l := range e.LogTail {
+		if strings.Contains(l, member.ErrRemoved.Error()) {
+			e.Removed = true
+		}
+	}
+	s.exits <- e
 }
 
 // Stop asks one member to stop (SIGTERM), and kills it after grace.

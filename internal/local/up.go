@@ -1,8 +1,11 @@
 package local
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/etcdkit/etcdkit/internal/connect"
@@ -40,6 +43,10 @@ type Observer interface {
 	Ready(c *spec.Cluster, t *connect.Target, took time.Duration)
 	// Exited is called for every member process that ends unasked.
 	Exited(e Exit)
+	// Reshaped is called when the spec changed under a running `up`
+	// (`etcdkit up add|remove|replace`): the members it started and
+	// stopped.
+	Reshaped(started, stopped []string, err error)
 	// Stopping is called when a stop was requested.
 	Stopping()
 }
@@ -98,6 +105,14 @@ func Up(ctx context.Context, o UpOptions, obs Observer) error {
 	}
 	obs.Ready(c, target, time.Since(start))
 
+	// The spec is the desired set of members: membership commands on the
+	// local cluster edit it, and `up` starts the members it gains and
+	// stops those it loses. A member that dies stays down (it is
+	// reported), as a real host's would.
+	w := specWatch{d: o.Dir}
+	w.changed()
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -107,8 +122,59 @@ func Up(ctx context.Context, o UpOptions, obs Observer) error {
 			if !e.Expected {
 				obs.Exited(e)
 			}
+		case <-tick.C:
+			if !w.changed() {
+				continue
+			}
+			nc, err := o.Dir.Load()
+			if err != nil {
+				obs.Reshaped(nil, nil, err)
+				continue
+			}
+			started, stopped, err := reshape(sup, c, nc, o.StopGrace)
+			obs.Reshaped(started, stopped, err)
+			c = nc
+			target.Endpoints = c.ClientURLs()
 		}
 	}
+}
+
+// reshape starts the members next has and prev had not, and stops those
+// prev had and next has not.
+func reshape(sup *Supervisor, prev, next *spec.Cluster, grace time.Duration) (started, stopped []string, err error) {
+	var errs []error
+	for _, m := range prev.Members {
+		if _, ok := next.Member(m.Name); !ok {
+			sup.Stop(m.Name, grace)
+			stopped = append(stopped, m.Name)
+		}
+	}
+	for _, m := range next.Members {
+		if _, ok := prev.Member(m.Name); !ok {
+			if err := sup.Start(m.Name); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			started = append(started, m.Name)
+		}
+	}
+	return started, stopped, errors.Join(errs...)
+}
+
+// specWatch notices changes of the spec file by content.
+type specWatch struct {
+	d    Dir
+	last []byte
+}
+
+func (w *specWatch) changed() bool {
+	b, err := os.ReadFile(w.d.Spec())
+	if err != nil || bytes.Equal(b, w.last) {
+		return false
+	}
+	first := w.last == nil
+	w.last = b
+	return !first
 }
 
 // prepare loads the cluster in the directory or creates one.

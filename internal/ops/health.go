@@ -90,6 +90,12 @@ func endpointHealth(ctx context.Context, t *connect.Target, ep string) (h Endpoi
 			return h
 		}
 	}
+	if st.IsLearner {
+		// A learner answers Status only (AlarmList is "not supported for
+		// learner"); alarms are cluster-wide and the voters report them.
+		h.Healthy = true
+		return h
+	}
 	alarms, err := cli.AlarmList(cctx)
 	if err != nil {
 		h.Error = explain(err).Error()
