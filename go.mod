@@ -15,6 +15,7 @@ require (
 	go.etcd.io/etcd/etcdutl/v3 v3.7.3
 	go.etcd.io/etcd/pkg/v3 v3.7.3
 	go.etcd.io/etcd/server/v3 v3.7.3
+	go.etcd.io/etcd/v3 v3.7.1
 	go.uber.org/zap v1.28.0
 	sigs.k8s.io/yaml v1.6.0
 )
