@@ -48,6 +48,7 @@ type loadCell struct {
 // the same configs, both running at once, with etcd's own benchmark tool;
 // runs alternate between the sides.
 func LoadBench(b *Binaries, o LoadOptions, r Report) error {
+	load := LoadAvg()
 	var tweak func(*etcdconf.Config)
 	if o.ProfileDir != "" {
 		tweak = func(c *etcdconf.Config) {
@@ -95,7 +96,7 @@ func LoadBench(b *Binaries, o LoadOptions, r Report) error {
 		}
 	}
 
-	r.Header("Throughput and latency, 3-member TLS cluster", o.Rerun)
+	r.Header("Throughput and latency, 3-member TLS cluster", o.Rerun, load)
 	r.Printf("etcd's own benchmark tool (`go.etcd.io/etcd/v3/tools/benchmark` v3.7.1, `bench/cmd/etcd-benchmark`) against two 3-member clusters running at once on 127.0.0.1-3, TLS with client certificates on client and peer URLs: one of `etcdkit member run` processes, one of stock etcd 3.7 processes (`bench/cmd/stock-etcd`) reading the same rendered YAML with `--config-file`. %d runs of each workload and client count, sides alternating; %d requests per run; 8-byte keys, 256-byte values, linearizable reads; `txn-mixed` is 1:1 read/write with range limit 100 over 1000 keys. Cells are min / **median** / max; ratios are etcdkit/stock of medians.\n\n", o.Runs, o.Total)
 	var rows [][]string
 	var missed []string

@@ -28,6 +28,7 @@ var overheadPairs = []toolPair{
 // commands against etcdctl's on one running 3-member cluster, each a fresh
 // process as an operator or a monitoring script runs them, alternating.
 func OverheadBench(b *Binaries, o OverheadOptions, r Report) error {
+	load := LoadAvg()
 	c, err := NewCluster(b, ServerEtcdkit, ClusterOptions{Members: 3})
 	if err != nil {
 		return err
@@ -57,7 +58,7 @@ func OverheadBench(b *Binaries, o OverheadOptions, r Report) error {
 			}
 		}
 	}
-	r.Header("Tool overhead: health and status", o.Rerun)
+	r.Header("Tool overhead: health and status", o.Rerun, load)
 	r.Printf("Wall time of one command, a fresh process each time (as an operator or a monitoring script runs it), against a healthy 3-member TLS cluster of etcdkit members; connection settings from `ETCDCTL_*` for both. %d runs each, alternating. `etcdkit health` also reads each member's serving certificate for its expiry; `etcdkit status` also lists alarms and certificate expiry.\n\n", o.Runs)
 	var rows [][]string
 	for p, pair := range overheadPairs {

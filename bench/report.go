@@ -25,10 +25,11 @@ func (r Report) Logf(format string, args ...any) {
 func (r Report) Printf(format string, args ...any) { fmt.Fprintf(r.Out, format, args...) }
 
 // Header opens a section: its title, the exact command that reruns it, the
-// machine and how loaded it was.
-func (r Report) Header(title, rerun string) {
+// machine and how loaded it was (1-minute load average when the benchmark
+// began, from LoadAvg, and now).
+func (r Report) Header(title, rerun, loadAtStart string) {
 	r.Printf("## %s\n\nRerun:\n\n```sh\n%s\n```\n\n", title, rerun)
-	r.Printf("Machine: %s; %s; load average %s at start.\n\n", Machine(), time.Now().UTC().Format("2006-01-02 15:04 UTC"), LoadAvg())
+	r.Printf("Machine: %s; %s; load average %s at start, %s at end.\n\n", Machine(), time.Now().UTC().Format("2006-01-02 15:04 UTC"), loadAtStart, LoadAvg())
 }
 
 // Table writes a Markdown table.

@@ -114,6 +114,7 @@ type scalingRow struct {
 // each, measures snapshot save and restore with both sides' tools and the
 // catch-up of a new learner running etcdkit or stock etcd.
 func ScalingBench(b *Binaries, o ScalingOptions, r Report) error {
+	load := LoadAvg()
 	c, err := NewCluster(b, ServerEtcdkit, ClusterOptions{Members: 3})
 	if err != nil {
 		return err
@@ -160,7 +161,7 @@ func ScalingBench(b *Binaries, o ScalingOptions, r Report) error {
 		}
 		rows = append(rows, row)
 	}
-	r.Header("Scaling with database size", o.Rerun)
+	r.Header("Scaling with database size", o.Rerun, load)
 	r.Printf("One 3-member TLS cluster of etcdkit members grown through each size (96 KiB values); at each size the save and restore commands of the snapshot section and the catch-up of a new learner (added with MemberAddAsLearner, started on an empty data dir as `etcdkit member run` or as stock etcd from the same config, timed until it has applied the leader's raft index of its start). Medians of %d runs, seconds; sides alternating.\n\n", o.Runs)
 	header := []string{"database", "etcdkit save", "etcdctl save", "etcdkit restore (1)", "etcdutl restore (1)", "etcdkit restore (3, --all-local)", "catch-up, etcdkit learner", "catch-up, stock learner"}
 	var table [][]string

@@ -300,6 +300,7 @@ func measureSnapshots(s *Snapshotter, runs int, r Report) (*snapshotCells, error
 // SnapshotBench fills a 3-member etcdkit cluster to o.Size and measures
 // snapshot save and restore with etcdkit and with the stock tools.
 func SnapshotBench(b *Binaries, o SnapshotOptions, r Report) error {
+	load := LoadAvg()
 	c, err := NewCluster(b, ServerEtcdkit, ClusterOptions{Members: 3})
 	if err != nil {
 		return err
@@ -320,8 +321,8 @@ func SnapshotBench(b *Binaries, o SnapshotOptions, r Report) error {
 	if err != nil {
 		return err
 	}
-	r.Header(fmt.Sprintf("Snapshot save and restore, %s database", HumanSize(cells.db)), o.Rerun)
-	r.Printf("A 3-member TLS cluster of etcdkit members filled with 96 KiB values to %s (the leader's database size). Save: `etcdkit snapshot save FILE` given every endpoint (it picks the most up-to-date member, streams, fsyncs, verifies the sha256 and the database, renames) vs `etcdctl snapshot save FILE` given the leader. Restore: the same etcdctl snapshot into empty data dirs of a stopped 3-member spec, `etcdkit cluster restore FILE --spec ... --member m1` (verifies the snapshot first) vs `etcdutl snapshot restore` with the same membership and etcdkit's default revision bump (`--bump-revision 1000000000 --mark-compacted`); whole cluster: `--all-local` (3 data dirs). Each command a fresh process; %d runs, sides alternating. MB/s is the snapshot's size over the median time.\n\n", HumanSize(cells.db), o.Runs)
+	r.Header(fmt.Sprintf("Snapshot save and restore, %s database", HumanSize(cells.db)), o.Rerun, load)
+	r.Printf("A 3-member TLS cluster of etcdkit members filled with 96 KiB values to %s (the leader's database size). Save: `etcdkit snapshot save FILE` given every endpoint (it picks the most up-to-date member, streams, fsyncs, verifies the sha256 and the database, renames) vs `etcdctl snapshot save FILE` given the leader. Restore: the same etcdctl snapshot into empty data dirs of a stopped 3-member spec, `etcdkit cluster restore FILE --spec ... --member m1` (verifies the snapshot first) vs `etcdutl snapshot restore` with the same membership and etcdkit's default revision bump (`--bump-revision 1000000000 --mark-compacted`); whole cluster: `--all-local` (3 data dirs). Each command a fresh process; %d runs, sides alternating. MB/s is the database size over the median time.\n\n", HumanSize(cells.db), o.Runs)
 	mbps := func(d time.Duration) string { return fmt.Sprintf("%.0f", float64(cells.db)/1e6/d.Seconds()) }
 	var rows [][]string
 	for _, row := range []struct {
