@@ -160,3 +160,29 @@ func TestInterleave(t *testing.T) {
 		}
 	}
 }
+
+// TestFindConfig: the replace harness finds the new member's etcd YAML
+// wherever under --out the command writes it, and ignores other members'
+// configs and files that are not configs.
+func TestFindConfig(t *testing.T) {
+	out := t.TempDir()
+	write := func(rel, content string) string {
+		p := filepath.Join(out, rel)
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	if got := findConfig(out, "m4"); got != "" {
+		t.Fatalf("found %s in an empty dir", got)
+	}
+	write("ssl/server.pem", "not yaml")
+	write("m2/etcd.yaml", "name: m2\ndata-dir: /var/lib/etcd\n")
+	want := write("m4/etcd.yaml", "name: m4\ndata-dir: /var/lib/etcd\ninitial-cluster-state: existing\n")
+	if got := findConfig(out, "m4"); got != want {
+		t.Fatalf("found %q, want %q", got, want)
+	}
+}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"math"
 	"net/http"
 	"os"
 	"os/exec"
@@ -174,19 +173,20 @@ func checkPerfSection(b *Binaries, clusters map[Server]*Cluster, runs int, r Rep
 	return nil
 }
 
-// profileSection takes a CPU profile of each side's leader while the put
-// workload with the most clients runs, for as long as that run took.
+// profileSection takes a 10 s CPU profile of each side's leader while the
+// put workload with the most clients runs, sized from the measured rate so
+// it outlasts the profile.
 func profileSection(b *Binaries, clusters map[Server]*Cluster, cells map[loadKey]*loadCell, o LoadOptions, r Report) error {
 	if err := os.MkdirAll(o.ProfileDir, 0o755); err != nil {
 		return err
 	}
+	const secs = 10
 	n := o.Clients[len(o.Clients)-1]
-	w := Workload{Name: "put", Clients: n, Total: o.Total}
-	r.Printf("CPU profiles of each side's leader during `put` with %d clients (`go tool pprof -top BINARY FILE`):\n\n", n)
+	r.Printf("CPU profiles of each side's leader, %d s during `put` with %d clients (`go tool pprof -top BINARY FILE`, cumulative):\n\n", secs, n)
 	for _, s := range []Server{ServerEtcdkit, ServerStock} {
-		secs := 5
-		if c := cells[loadKey{"put", n, s}]; c != nil && c.rps.Median() > 0 {
-			secs = max(1, int(math.Floor(float64(o.Total)/c.rps.Median())))
+		w := Workload{Name: "put", Clients: n, Total: o.Total}
+		if c := cells[loadKey{"put", n, s}]; c != nil {
+			w.Total = max(w.Total, int(c.rps.Median()*secs*1.5))
 		}
 		path := filepath.Join(o.ProfileDir, fmt.Sprintf("cpu-%s-put-%d.pprof", s, n))
 		errc := make(chan error, 1)
@@ -201,8 +201,8 @@ func profileSection(b *Binaries, clusters map[Server]*Cluster, cells map[loadKey
 		if s == ServerStock {
 			exe = b.StockEtcd
 		}
-		top, _ := exec.Command("go", "tool", "pprof", "-top", "-nodecount=15", exe, path).CombinedOutput()
-		r.Printf("%s, %d s, `%s`:\n\n```\n%s```\n\n", s.Label(), secs, path, top)
+		top, _ := exec.Command("go", "tool", "pprof", "-top", "-cum", "-nodecount=25", exe, path).CombinedOutput()
+		r.Printf("%s, `%s`:\n\n```\n%s```\n\n", s.Label(), path, top)
 	}
 	return nil
 }

@@ -112,7 +112,7 @@ func usage() {
 	for _, n := range names {
 		fmt.Fprintf(os.Stderr, "  %-9s %s\n", n, benchmarks[n].summary)
 	}
-	fmt.Fprintln(os.Stderr, "  all       every benchmark in turn; -runs N overrides each one's default")
+	fmt.Fprintln(os.Stderr, "  all       every benchmark in turn; -runs N overrides each one's default, -size the snapshot database (default 1GiB)")
 }
 
 func main() {
@@ -154,6 +154,7 @@ func main() {
 func runAll(r bench.Report, args []string) int {
 	fs := flag.NewFlagSet("all", flag.ExitOnError)
 	runs := fs.Int("runs", 0, "measurements per side for every benchmark (0: each one's default)")
+	size := fs.String("size", "1GiB", "database size of the snapshot benchmark (the issue's target is 1GiB)")
 	_ = fs.Parse(args)
 	b, cleanup, err := build(r)
 	if err != nil {
@@ -166,6 +167,9 @@ func runAll(r bench.Report, args []string) int {
 		run := benchmarks[name].flags(bfs)
 		if *runs > 0 {
 			_ = bfs.Set("runs", strconv.Itoa(*runs))
+		}
+		if name == "snapshot" {
+			_ = bfs.Set("size", *size)
 		}
 		r.Logf("=== %s", name)
 		if err := run(b, r, rerunCommand(name, bfs)); err != nil {
