@@ -32,7 +32,8 @@ func LinePlot(title, xLabel, yLabel string, series []Series) []byte {
 			xMax, yMax = math.Max(xMax, s.X[i]), math.Max(yMax, s.Y[i])
 		}
 	}
-	xMax, yMax = niceCeil(xMax), niceCeil(yMax)
+	xStep, yStep := niceCeil(xMax/5), niceCeil(yMax/5)
+	xMax, yMax = xStep*math.Max(1, math.Ceil(xMax/xStep)), yStep*math.Max(1, math.Ceil(yMax/yStep))
 	px := func(x float64) float64 { return float64(left) + x/xMax*pw }
 	py := func(y float64) float64 { return float64(top) + ph - y/yMax*ph }
 
@@ -40,11 +41,12 @@ func LinePlot(title, xLabel, yLabel string, series []Series) []byte {
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif" font-size="12">`+"\n", w, h, w, h)
 	fmt.Fprintf(&b, `<rect width="%d" height="%d" fill="white"/>`+"\n", w, h)
 	fmt.Fprintf(&b, `<text x="%d" y="22" font-size="15" font-weight="bold">%s</text>`+"\n", left, html.EscapeString(title))
-	for i := 0; i <= 5; i++ {
-		xv, yv := xMax*float64(i)/5, yMax*float64(i)/5
+	for xv := 0.0; xv <= xMax*1.0001; xv += xStep {
 		fmt.Fprintf(&b, `<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="#eee"/>`+"\n", px(xv), top, px(xv), h-bottom)
-		fmt.Fprintf(&b, `<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="#eee"/>`+"\n", left, py(yv), w-right, py(yv))
 		fmt.Fprintf(&b, `<text x="%.1f" y="%d" text-anchor="middle">%s</text>`+"\n", px(xv), h-bottom+18, tick(xv))
+	}
+	for yv := 0.0; yv <= yMax*1.0001; yv += yStep {
+		fmt.Fprintf(&b, `<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="#eee"/>`+"\n", left, py(yv), w-right, py(yv))
 		fmt.Fprintf(&b, `<text x="%d" y="%.1f" text-anchor="end">%s</text>`+"\n", left-6, py(yv)+4, tick(yv))
 	}
 	fmt.Fprintf(&b, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="black"/>`+"\n", left, h-bottom, w-right, h-bottom)
