@@ -91,6 +91,20 @@ func NewCluster(b *Binaries, server Server, o ClusterOptions) (*Cluster, error) 
 	return c, nil
 }
 
+// StartCluster is NewCluster and Start: a running, healthy cluster, or an
+// error and nothing left behind.
+func StartCluster(b *Binaries, server Server, o ClusterOptions) (*Cluster, error) {
+	c, err := NewCluster(b, server, o)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.Start(); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
 func (c *Cluster) tweak(name string, f func(*etcdconf.Config)) error {
 	path := c.Dir.Member(name).Config()
 	cfg, err := etcdconf.Load(path)

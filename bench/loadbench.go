@@ -59,14 +59,11 @@ func LoadBench(b *Binaries, o LoadOptions, r Report) error {
 	}
 	clusters := map[Server]*Cluster{}
 	for _, s := range []Server{ServerEtcdkit, ServerStock} {
-		c, err := NewCluster(b, s, ClusterOptions{Members: 3, Tweak: tweak})
+		c, err := StartCluster(b, s, ClusterOptions{Members: 3, Tweak: tweak})
 		if err != nil {
 			return err
 		}
 		defer c.Close()
-		if err := c.Start(); err != nil {
-			return err
-		}
 		if err := PrepareLoad(c); err != nil {
 			return err
 		}

@@ -31,14 +31,11 @@ var overheadPairs = []toolPair{
 // process as an operator or a monitoring script runs them, alternating.
 func OverheadBench(b *Binaries, o OverheadOptions, r Report) error {
 	load := LoadAvg()
-	c, err := NewCluster(b, ServerEtcdkit, ClusterOptions{Members: 3})
+	c, err := StartCluster(b, ServerEtcdkit, ClusterOptions{Members: 3})
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	if err := c.Start(); err != nil {
-		return err
-	}
 	env, err := c.Env()
 	if err != nil {
 		return err

@@ -59,16 +59,12 @@ type replaceScenario struct {
 }
 
 func newReplaceScenario(b *Binaries, server Server) (*replaceScenario, error) {
-	c, err := NewCluster(b, server, ClusterOptions{Members: 3})
+	c, err := StartCluster(b, server, ClusterOptions{Members: 3})
 	if err != nil {
 		return nil, err
 	}
 	sc := &replaceScenario{c: c, keep: []string{"m2", "m3"}}
 	sc.closer = c.Close
-	if err := c.Start(); err != nil {
-		sc.close()
-		return nil, err
-	}
 	cli, err := c.Client(sc.keep...)
 	if err != nil {
 		sc.close()

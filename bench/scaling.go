@@ -126,14 +126,11 @@ type scalingRow struct {
 // catch-up of a new learner running etcdkit or stock etcd.
 func ScalingBench(b *Binaries, o ScalingOptions, r Report) error {
 	load := LoadAvg()
-	c, err := NewCluster(b, ServerEtcdkit, ClusterOptions{Members: 3})
+	c, err := StartCluster(b, ServerEtcdkit, ClusterOptions{Members: 3})
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	if err := c.Start(); err != nil {
-		return err
-	}
 	s, err := NewSnapshotter(b, c)
 	if err != nil {
 		return err

@@ -301,14 +301,11 @@ func measureSnapshots(s *Snapshotter, runs int, r Report) (*snapshotCells, error
 // snapshot save and restore with etcdkit and with the stock tools.
 func SnapshotBench(b *Binaries, o SnapshotOptions, r Report) error {
 	load := LoadAvg()
-	c, err := NewCluster(b, ServerEtcdkit, ClusterOptions{Members: 3})
+	c, err := StartCluster(b, ServerEtcdkit, ClusterOptions{Members: 3})
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	if err := c.Start(); err != nil {
-		return err
-	}
 	r.Logf("filling the database to %s", HumanSize(o.Size))
 	if _, err := Fill(c, o.Size); err != nil {
 		return err
