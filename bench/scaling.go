@@ -170,12 +170,14 @@ func ScalingBench(b *Binaries, o ScalingOptions, r Report) error {
 		rows = append(rows, row)
 	}
 	r.Header("Scaling with database size", o.Rerun, load)
-	r.Printf("One 3-member TLS cluster of etcdkit members grown through each size (96 KiB values); at each size the save and restore commands of the snapshot section and the catch-up of a new learner (added with MemberAddAsLearner, started on an empty data dir as `etcdkit member run` or as stock etcd from the same config, timed from its start until the leader accepts its promotion, i.e. it has the leader's data). Medians of %d runs, seconds; sides alternating.\n\n", o.Runs)
+	r.Printf("One 3-member TLS cluster of etcdkit members grown through each size (96 KiB values); at each size the save and restore commands of the snapshot section and the catch-up of a new learner (added with MemberAddAsLearner, started on an empty data dir as `etcdkit member run` or as stock etcd from the same config, timed from its start until the leader accepts its promotion, i.e. it has the leader's data). Seconds, **median** (min-max) of %d runs; sides alternating; the plot shows medians.\n\n", o.Runs)
 	header := []string{"database", "etcdkit save", "etcdctl save", "etcdkit restore (1)", "etcdutl restore (1)", "etcdkit restore (3, --all-local)", "catch-up, etcdkit learner", "catch-up, stock learner"}
 	var table [][]string
 	for _, row := range rows {
 		sc := row.snap
-		cell := func(s Sample) string { return fmt.Sprintf("%.2f", s.Median().Seconds()) }
+		cell := func(s Sample) string {
+			return fmt.Sprintf("**%.2f** (%.2f-%.2f)", s.Median().Seconds(), s.Min().Seconds(), s.Max().Seconds())
+		}
 		table = append(table, []string{HumanSize(sc.db), cell(sc.saveKit), cell(sc.saveCtl), cell(sc.restoreKit), cell(sc.restoreUtl), cell(sc.all), cell(row.catchKit), cell(row.catchStock)})
 	}
 	r.Table(header, table)

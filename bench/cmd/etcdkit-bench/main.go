@@ -2,7 +2,7 @@
 // etcd, etcdctl, etcdutl and a cfssl runbook, and prints Markdown ready
 // for BENCHMARKS.md on stdout (progress goes to stderr):
 //
-//	go run ./bench/cmd/etcdkit-bench all -runs 5 > results.md
+//	go run ./bench/cmd/etcdkit-bench all > results.md
 //	go run ./bench/cmd/etcdkit-bench up|load|replace|snapshot|scaling|overhead [flags]
 //
 // Each benchmark prints its own exact rerun command. `-h` after a
