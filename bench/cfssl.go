@@ -121,13 +121,7 @@ func RunbookPKI(b *Binaries, d local.Dir, c *spec.Cluster, work string) error {
 	if err := cf.InitCA(); err != nil {
 		return err
 	}
-	caOnly := func(dst string) error {
-		data, err := os.ReadFile(filepath.Join(work, "ca.pem"))
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(dst, data, 0o644)
-	}
+	caOnly := func(dst string) error { return copyFile(filepath.Join(work, "ca.pem"), dst, 0o644) }
 	if err := caOnly(d.CA().Cert); err != nil {
 		return err
 	}
@@ -154,6 +148,15 @@ func RunbookPKI(b *Binaries, d local.Dir, c *spec.Cluster, work string) error {
 		}
 	}
 	return nil
+}
+
+// copyFile copies a small file (a certificate or key) with mode.
+func copyFile(src, dst string, mode os.FileMode) error {
+	data, err := os.ReadFile(src)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(dst, data, mode)
 }
 
 // removePKI deletes every certificate and key of an `up` directory, so the

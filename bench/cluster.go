@@ -156,7 +156,7 @@ func (c *Cluster) StartConfigAs(server Server, name, config string) error {
 	if server == ServerStock {
 		exe, args = c.bin.StockEtcd, []string{"--config-file", config}
 	}
-	logf, err := os.OpenFile(filepath.Join(filepath.Dir(config), "member.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	logf, err := os.OpenFile(filepath.Join(filepath.Dir(config), "member.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, fsutil.PrivateFile)
 	if err != nil {
 		return err
 	}

@@ -255,11 +255,7 @@ func ReplaceRunbook(b *Binaries) (ReplaceResult, error) {
 		return ReplaceResult{}, err
 	}
 	for src, dst := range map[string]string{c.Dir.CA().Cert: "ca.pem", c.Dir.CA().Key: "ca-key.pem"} {
-		data, err := os.ReadFile(src)
-		if err != nil {
-			return ReplaceResult{}, err
-		}
-		if err := os.WriteFile(filepath.Join(work, dst), data, 0o600); err != nil {
+		if err := copyFile(src, filepath.Join(work, dst), 0o600); err != nil {
 			return ReplaceResult{}, err
 		}
 	}
@@ -288,7 +284,7 @@ func ReplaceRunbook(b *Binaries) (ReplaceResult, error) {
 			return ReplaceResult{}, err
 		}
 	}
-	if err := os.WriteFile(pki.LayoutCfssl.CA(sc.m4.PKIDir).Cert, mustRead(c.Dir.CA().Cert), 0o644); err != nil {
+	if err := copyFile(c.Dir.CA().Cert, pki.LayoutCfssl.CA(sc.m4.PKIDir).Cert, 0o644); err != nil {
 		return ReplaceResult{}, err
 	}
 	config, err := c.WriteJoinConfig(sc.m4, sc.keep)
@@ -299,11 +295,6 @@ func ReplaceRunbook(b *Binaries) (ReplaceResult, error) {
 		return ReplaceResult{}, err
 	}
 	return sc.finish(start)
-}
-
-func mustRead(path string) []byte {
-	b, _ := os.ReadFile(path)
-	return b
 }
 
 // memberID finds a member's hex ID in `etcdctl member list -w json`.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"syscall"
 	"time"
 
@@ -104,6 +105,12 @@ func retryUnhealthy(fn func(ctx context.Context) error) error {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// isUnhealthy is etcd's "unhealthy cluster" refusal of a membership change
+// right after a member (re)connects; it passes within seconds.
+func isUnhealthy(err error) bool {
+	return errors.Is(err, rpctypes.ErrUnhealthy) || (err != nil && strings.Contains(err.Error(), "unhealthy cluster"))
 }
 
 // ScalingOptions configures ScalingBench.

@@ -12,7 +12,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/etcdkit/etcdkit/internal/local"
@@ -338,10 +337,4 @@ func SnapshotBench(b *Binaries, o SnapshotOptions, r Report) error {
 		Verdict(Ratio(cells.saveCtl, cells.saveKit), 0.95, true), Verdict(Ratio(cells.restoreUtl, cells.restoreKit), 0.95, true),
 		Verdict(Ratio(cells.all, cells.restoreKit), 1.0, false))
 	return nil
-}
-
-// isUnhealthy is etcd's "unhealthy cluster" refusal of a membership change
-// right after a member (re)connects; it passes within seconds.
-func isUnhealthy(err error) bool {
-	return errors.Is(err, rpctypes.ErrUnhealthy) || (err != nil && strings.Contains(err.Error(), "unhealthy cluster"))
 }

@@ -36,15 +36,6 @@ func (s Sample) Row() string {
 	return fmt.Sprintf("| %s | %d | %v | %v | %v |", s.Name, len(s.Runs), ms(s.Min()), ms(s.Median()), ms(s.Max()))
 }
 
-// Values is the sample as floats in unit.
-func (s Sample) Values(unit time.Duration) Values {
-	v := Values{Name: s.Name}
-	for _, d := range s.Runs {
-		v.Runs = append(v.Runs, float64(d)/float64(unit))
-	}
-	return v
-}
-
 func ms(d time.Duration) string { return fmt.Sprintf("%.0f ms", float64(d)/float64(time.Millisecond)) }
 
 // Ratio is a/b of medians.
