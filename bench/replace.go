@@ -171,7 +171,13 @@ func ReplaceEtcdkit(b *Binaries) (ReplaceResult, error) {
 		return ReplaceResult{}, err
 	}
 	args := []string{"member", "replace", "m1", "--name", "m4", "--peer-url", sc.m4.PeerURL, "--client-url", sc.m4.ClientURL,
-		"--pki", c.Dir.PKIDir(), "--out", out, "--endpoints", strings.Join(t.Endpoints, ",")}
+		"--pki", c.Dir.PKIDir(), "--out", out, "--endpoints", strings.Join(t.Endpoints, ","),
+		// Its snapshot and progress file stay in this run's directory, never in
+		// the host's /var/lib/etcd/backups.
+		"--backup-dir", filepath.Join(filepath.Dir(string(c.Dir)), "backups"),
+		// m4's "host" is this machine: its config names the files written
+		// into --out, not /etc/etcd/ssl and /var/lib/etcd.
+		"--cert-dir", filepath.Join(out, "ssl"), "--data-dir", filepath.Join(out, "data")}
 	args = append(args, c.TLSFlags()...)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
