@@ -273,7 +273,9 @@ kubeadm writes. Running it again after success changes nothing.`,
 				for _, k := range files.Kept() {
 					fmt.Fprintf(a.Err, "kept %s: it fits\n", k)
 				}
-				fmt.Fprintf(a.Out, "wrote %s\n", strings.Join(w.Files, "\n      "))
+				for _, f := range w.Files {
+					fmt.Fprintf(a.Out, "wrote %s\n", f)
+				}
 			}
 			if !wait {
 				if res.Member.Learner {
@@ -282,7 +284,8 @@ kubeadm writes. Running it again after success changes nothing.`,
 				return nil
 			}
 			bar := a.catchUpBar(nm.Name)
-			pres, err := ops.Promote(cmd.Context(), t, nm.Name, ops.PromoteOptions{Wait: true, Timeout: timeout, Progress: a.say, CatchUp: bar.update})
+			// By ID: a member that has not started has no name yet.
+			pres, err := ops.Promote(cmd.Context(), t, res.Member.ID, ops.PromoteOptions{Wait: true, Timeout: timeout, Progress: a.say, CatchUp: bar.update})
 			bar.done()
 			if err != nil {
 				return err

@@ -56,7 +56,7 @@ func LoadAPIServer(root Root, path string) (*APIServer, error) {
 		if err != nil {
 			why = err.Error()
 		}
-		return nil, fmt.Errorf("%w: %s: not a Pod manifest: %s", ErrBadManifest, file, why)
+		return nil, badManifest("%s: not a Pod manifest: %s", file, why)
 	}
 	for i, c := range a.Pod.Spec.Containers {
 		if len(c.Command) > 0 && filepath.Base(c.Command[0]) == "kube-apiserver" {
@@ -65,8 +65,7 @@ func LoadAPIServer(root Root, path string) (*APIServer, error) {
 		}
 	}
 	if a.container < 0 {
-		return nil, fmt.Errorf("%w: %s is the manifest of pod %q, whose containers run %s, not kube-apiserver",
-			ErrBadManifest, file, a.Pod.Name, programs(a.Pod.Spec.Containers))
+		return nil, badManifest("%s is the manifest of pod %q, whose containers run %s, not kube-apiserver", file, a.Pod.Name, programs(a.Pod.Spec.Containers))
 	}
 	return a, nil
 }

@@ -106,7 +106,7 @@ func Inspect(root Root, path string, now time.Time) (*Inspection, error) {
 		in.Member.InitialClusterState = "new"
 	}
 	in.DataDir = dataDir(cfg.DataDir, root)
-	inv, err := discover.Member(m.Rooted(), m.File, "kubeadm manifest "+m.File, "", pki.LayoutKubeadm, nil)
+	inv, err := discover.Member(m.Rooted(), m.File, "the certificates "+m.File+" names", "", pki.LayoutKubeadm, nil)
 	if err == nil {
 		in.PKI = pki.Check(inv, pki.CheckOptions{Now: now})
 	}

@@ -440,7 +440,8 @@ func TestNodeFiles(t *testing.T) {
 }
 
 // TestInspect reads the member, checks its certificates and lints the
-// manifest; kubeadm v1.30's flags are reported as etcd 3.7 refuses them.
+// manifest. kubeadm v1.30's flags are what etcd 3.7 refuses: a warning
+// while the pod runs etcd 3.5, an error once its image is etcd 3.7.
 func TestInspect(t *testing.T) {
 	root := node(t, "etcd-v1.30.yaml")
 	in, err := Inspect(root, EtcdManifest, time.Now())
@@ -460,13 +461,26 @@ func TestInspect(t *testing.T) {
 			t.Fatalf("certificate %s: %q (%v)", id, ids[id], in.PKI.Findings)
 		}
 	}
-	var removed []string
-	for _, f := range in.Findings {
-		if f.Severity == lint.Error && strings.HasPrefix(f.Key, "--experimental-") {
-			removed = append(removed, f.Key)
+	experimental := func(in *Inspection, sev lint.Severity) []string {
+		var out []string
+		for _, f := range in.Findings {
+			if f.Severity == sev && strings.HasPrefix(f.Key, "--experimental-") {
+				out = append(out, f.Key+": "+f.Fix)
+			}
 		}
+		return out
 	}
-	if !slices.Equal(removed, []string{"--experimental-initial-corrupt-check", "--experimental-watch-progress-notify-interval"}) || in.Errors() != 2 {
-		t.Fatalf("removed flags %v, errors %d: %+v", removed, in.Errors(), in.Findings)
+	want := []string{"--experimental-initial-corrupt-check: before moving to etcd 3.7: use --feature-gates=InitialCorruptCheck=true",
+		"--experimental-watch-progress-notify-interval: before moving to etcd 3.7: use --watch-progress-notify-interval"}
+	if got := experimental(in, lint.Warning); !slices.Equal(got, want) || in.Errors() != 0 {
+		t.Fatalf("on etcd 3.5: warnings %v, errors %d: %+v", got, in.Errors(), in.Findings)
+	}
+	data := strings.Replace(string(fixture(t, "etcd-v1.30.yaml")), "etcd:3.5.12-0", "etcd:3.7.0-0", 1)
+	writeNodeFile(t, string(root), EtcdManifest, []byte(data))
+	if in, err = Inspect(root, EtcdManifest, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if got := experimental(in, lint.Error); len(got) != 2 || in.Errors() != 2 {
+		t.Fatalf("on etcd 3.7: errors %v: %+v", got, in.Findings)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -23,6 +24,16 @@ var (
 	// ErrBadManifest: the file is there but is not a usable etcd manifest.
 	ErrBadManifest = errors.New("not a usable etcd manifest")
 )
+
+// badManifest is an ErrBadManifest whose message is only its own.
+func badManifest(format string, args ...any) error {
+	return bad{fmt.Errorf(format, args...)}
+}
+
+type bad struct{ error }
+
+func (bad) Is(target error) bool { return target == ErrBadManifest }
+func (b bad) Unwrap() error      { return b.error }
 
 // Manifest is a kubeadm etcd static pod manifest as a node has it: the pod,
 // and its etcd container's command line read as etcd reads it (the same
@@ -61,11 +72,10 @@ func Parse(root Root, path string, data []byte) (*Manifest, error) {
 	file := root.Path(path)
 	p, err := lint.ReadPod(file, data)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %v; fix the YAML, or restore the file (kubeadm keeps the manifests it replaced in %s)", ErrBadManifest, file, err, TmpDir)
+		return nil, badManifest("%s: %v; fix the YAML, or restore the file (kubeadm keeps the manifests it replaced in %s)", file, err, TmpDir)
 	}
 	if p.Container < 0 {
-		return nil, fmt.Errorf("%w: %s is the manifest of pod %q, whose containers run %s, not etcd; point --kubeadm-manifest at etcd's manifest (%s)",
-			ErrBadManifest, file, p.Pod.Name, programs(p.Pod.Spec.Containers), EtcdManifest)
+		return nil, badManifest("%s is the manifest of pod %q, whose containers run %s, not etcd; point --kubeadm-manifest at etcd's manifest (%s)", file, p.Pod.Name, programs(p.Pod.Spec.Containers), EtcdManifest)
 	}
 	m := &Manifest{Path: path, File: file, Root: root, Data: data, pod: p}
 	m.Config, m.Problems = p.Config(file)
@@ -159,9 +169,40 @@ func (m *Manifest) Findings() []lint.Finding {
 			Message: "kubeadm finds a member's client URL in this annotation, and it is missing: kubeadm upgrade and join cannot reach the member",
 			Fix:     "add the annotation with the --advertise-client-urls value"})
 	}
+	if v, ok := imageVersion(m.Image()); ok && (v[0] < 3 || v[0] == 3 && v[1] < 7) {
+		// etcd 3.7 removed these; the etcd this pod runs still reads them.
+		for i, f := range findings {
+			if f.Severity == lint.Error && strings.HasPrefix(f.Key, "--experimental-") {
+				findings[i].Severity = lint.Warning
+				findings[i].Message = fmt.Sprintf("this pod's etcd %d.%d reads it, but etcd 3.7 removed it and refuses to start with it", v[0], v[1])
+				if fix := findings[i].Fix; fix != "" {
+					if flag, ok := strings.CutPrefix(fix, "did you mean "); ok {
+						fix = "use " + strings.TrimSuffix(flag, "?")
+					}
+					findings[i].Fix = "before moving to etcd 3.7: " + fix
+				}
+			}
+		}
+	}
 	sort.SliceStable(findings, func(i, j int) bool { return findings[i].Line < findings[j].Line })
 	return findings
 }
 
 // RuleAnnotation is the rule id of findings about kubeadm's annotation.
 const RuleAnnotation = "kubeadm-annotation"
+
+// imageVersion reads major and minor from an etcd image's tag
+// (registry.k8s.io/etcd:3.5.12-0).
+func imageVersion(image string) ([2]int, bool) {
+	i := strings.LastIndex(image, ":")
+	if i < 0 || strings.Contains(image[i:], "/") {
+		return [2]int{}, false
+	}
+	parts := strings.SplitN(strings.TrimPrefix(image[i+1:], "v"), ".", 3)
+	if len(parts) < 2 {
+		return [2]int{}, false
+	}
+	major, err1 := strconv.Atoi(parts[0])
+	minor, err2 := strconv.Atoi(parts[1])
+	return [2]int{major, minor}, err1 == nil && err2 == nil
+}

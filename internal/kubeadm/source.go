@@ -57,12 +57,11 @@ func SourceName(root Root, path string) string {
 func (m *Manifest) Settings() (connect.Settings, error) {
 	eps := m.ClientURLs()
 	if len(eps) == 0 {
-		return connect.Settings{}, fmt.Errorf("%w: %s: neither the annotation %s nor --advertise-client-urls says where etcd serves clients; restore them, or pass --endpoints",
-			ErrBadManifest, m.File, "kubeadm.kubernetes.io/etcd.advertise-client-urls")
+		return connect.Settings{}, badManifest("%s: neither the annotation %s nor --advertise-client-urls says where etcd serves clients; restore them, or pass --endpoints", m.File, "kubeadm.kubernetes.io/etcd.advertise-client-urls")
 	}
 	for _, e := range eps {
 		if _, err := etcdconf.ParseURL(e); err != nil {
-			return connect.Settings{}, fmt.Errorf("%w: %s: client URL: %v", ErrBadManifest, m.File, err)
+			return connect.Settings{}, badManifest("%s: client URL: %v", m.File, err)
 		}
 	}
 	s := connect.Settings{Endpoints: eps}
@@ -72,12 +71,10 @@ func (m *Manifest) Settings() (connect.Settings, error) {
 	const caKey = "client-transport-security.trusted-ca-file"
 	ca := m.Config.ClientTransportSecurity.TrustedCAFile
 	if ca == "" {
-		return s, fmt.Errorf("%w: %s: the etcd command has no --trusted-ca-file, so nothing says which CA signs the member's certificate (kubeadm sets %s); restore the flag, or pass --cacert",
-			ErrBadManifest, m.File, filepath.Join(PKIDir, "etcd", "ca.crt"))
+		return s, badManifest("%s: the etcd command has no --trusted-ca-file, so nothing says which CA signs the member's certificate (kubeadm sets %s); restore the flag, or pass --cacert", m.File, filepath.Join(PKIDir, "etcd", "ca.crt"))
 	}
 	if !fsutil.Exists(m.Root.Path(ca)) {
-		return s, fmt.Errorf("%w: %s names %s, which does not exist%s; restore the etcd CA there (from a backup, or another control-plane node's %s), or pass --cacert",
-			ErrBadManifest, m.at(caKey), ca, m.underRoot(ca), filepath.Dir(ca))
+		return s, badManifest("%s names %s, which does not exist%s; restore the etcd CA there (from a backup, or another control-plane node's %s), or pass --cacert", m.at(caKey), ca, m.underRoot(ca), filepath.Dir(ca))
 	}
 	s.CACert = m.Root.Path(ca)
 	dir := filepath.Dir(ca)
@@ -91,8 +88,7 @@ func (m *Manifest) Settings() (connect.Settings, error) {
 		}
 		tried = append(tried, p.Cert)
 	}
-	return s, fmt.Errorf("%w: no client certificate for this member's CA: neither %s exists with its key%s; issue one with `etcdkit pki issue client %s --layout kubeadm --dir %s`, or pass --cert and --key",
-		ErrBadManifest, strings.Join(tried, " nor "), m.underRoot(tried[0]), pki.KubeadmHealthcheckClientCN, m.Root.Path(dir))
+	return s, badManifest("no client certificate for this member's CA: neither %s exists with its key%s; issue one with `etcdkit pki issue client %s --layout kubeadm --dir %s`, or pass --cert and --key", strings.Join(tried, " nor "), m.underRoot(tried[0]), pki.KubeadmHealthcheckClientCN, m.Root.Path(dir))
 }
 
 // underRoot says where a node path was looked for, under a copied tree.

@@ -3,6 +3,7 @@ package lint
 import (
 	"fmt"
 	"path/filepath"
+	"regexp"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -108,6 +109,20 @@ func Pod(name string, data []byte, adjust func(*etcdconf.Config)) []Finding {
 		if out[j].Line == 0 {
 			out[j].Line = p.Lines[fmt.Sprintf("spec.containers[%d].command", p.Container)]
 		}
+		out[j].Fix = envToFlags(out[j].Fix)
 	}
 	return out
+}
+
+var envVarRE = regexp.MustCompile(`\bETCD_[A-Z0-9_]+=`)
+
+// envToFlags writes the ETCD_* variables a fix names as the flags a
+// command line takes: ETCD_FEATURE_GATES=X is --feature-gates=X.
+func envToFlags(fix string) string {
+	return envVarRE.ReplaceAllStringFunc(fix, func(v string) string {
+		if f, ok := etcdconf.EnvFlag(strings.TrimSuffix(v, "=")); ok {
+			return "--" + f + "="
+		}
+		return v
+	})
 }
