@@ -7,14 +7,11 @@
 package kubeadm
 
 import (
-	"encoding/json"
 	"flag"
 	"fmt"
 	"net"
 	"os"
 	"path/filepath"
-	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -24,7 +21,6 @@ import (
 	"github.com/etcdkit/etcdkit/internal/fsutil"
 	"github.com/etcdkit/etcdkit/internal/kubeadm"
 	"github.com/etcdkit/etcdkit/internal/local"
-	"github.com/etcdkit/etcdkit/internal/ops"
 	"github.com/etcdkit/etcdkit/internal/render"
 	"github.com/etcdkit/etcdkit/internal/spec"
 	"github.com/etcdkit/etcdkit/internal/testutil"
@@ -41,28 +37,6 @@ type node struct {
 
 func (n *node) path(p string) string { return kubeadm.Root(n.root).Path(p) }
 
-// urls picks a free peer and client URL on 127.0.0.i.
-func urls(t *testing.T, i int) (peer, client string) {
-	t.Helper()
-	ip := fmt.Sprintf("127.0.0.%d", i)
-	ports, err := local.FreePorts(ip, 2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return "https://" + net.JoinHostPort(ip, strconv.Itoa(ports[0])), "https://" + net.JoinHostPort(ip, strconv.Itoa(ports[1]))
-}
-
-// etcdkit runs the binary and fails the test on a non-zero exit.
-func etcdkit(t *testing.T, args ...string) testutil.Result {
-	t.Helper()
-	r := testutil.Run(t, nil, testutil.Etcdkit(t), args...)
-	if r.Code != 0 {
-		t.Fatalf("etcdkit %s: exit %d\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), r.Code, r.Stdout, r.Stderr)
-	}
-	testutil.AssertNoStackTrace(t, r.Stderr)
-	return r
-}
-
 // start runs the member a node's manifest describes, as the kubelet would:
 // `etcdkit kubeadm config` turns the manifest's etcd command line into a
 // config (paths under the node's root), and `etcdkit member run` runs it.
@@ -70,7 +44,7 @@ func etcdkit(t *testing.T, args ...string) testutil.Result {
 // kubeadm puts on 127.0.0.1:2381 on every node, moves to a free port.
 func (n *node) start(t *testing.T, wait bool) {
 	t.Helper()
-	r := etcdkit(t, "kubeadm", "config", "--kubeadm-root", n.root)
+	r := testutil.RunOK(t, nil, "kubeadm", "config", "--kubeadm-root", n.root)
 	cfg, err := etcdconf.Parse("kubeadm config", []byte(r.Stdout))
 	if err != nil {
 		t.Fatalf("%v\n%s", err, r.Stdout)
@@ -120,61 +94,12 @@ func writeFile(t *testing.T, path string, data []byte) {
 	}
 }
 
-// waitFile waits until path exists, failing if p ends first.
-func waitFile(t *testing.T, p *testutil.Proc, path string) {
-	t.Helper()
-	deadline := time.Now().Add(2 * time.Minute)
-	for !fsutil.Exists(path) {
-		if p.Exited() || time.Now().After(deadline) {
-			t.Fatalf("%s never appeared\nstdout:\n%s\nstderr:\n%s", path, p.Stdout(), p.Stderr())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// finish waits for a background etcdkit command and checks it succeeded.
-func finish(t *testing.T, p *testutil.Proc) {
-	t.Helper()
-	if code := p.Wait(t, 4*time.Minute); code != 0 {
-		t.Fatalf("%v: exit %d\nstdout:\n%s\nstderr:\n%s", p.Cmd.Args[1:], code, p.Stdout(), p.Stderr())
-	}
-	testutil.AssertNoStackTrace(t, p.Stderr())
-}
-
 func contains(t *testing.T, what, out string, want ...string) {
 	t.Helper()
 	for _, w := range want {
 		if !strings.Contains(out, w) {
 			t.Fatalf("%s lacks %q:\n%s", what, w, out)
 		}
-	}
-}
-
-// members reads `member list -o json` with zero flags on a node.
-func members(t *testing.T, n *node) *ops.Membership {
-	t.Helper()
-	r := etcdkit(t, "member", "list", "-o", "json", "--kubeadm-root", n.root)
-	var ms ops.Membership
-	if err := json.Unmarshal([]byte(r.Stdout), &ms); err != nil {
-		t.Fatalf("%v\n%s", err, r.Stdout)
-	}
-	return &ms
-}
-
-// voters checks the member list is exactly names, all started healthy
-// voters.
-func voters(t *testing.T, ms *ops.Membership, names ...string) {
-	t.Helper()
-	var got []string
-	for _, m := range ms.Members {
-		got = append(got, m.Name)
-		if !m.Started || m.Learner || !m.Healthy {
-			t.Fatalf("member %s: started %v learner %v healthy %v (%s)", m.Name, m.Started, m.Learner, m.Healthy, m.Error)
-		}
-	}
-	slices.Sort(got)
-	if !slices.Equal(got, names) {
-		t.Fatalf("members %v, want %v", got, names)
 	}
 }
 
@@ -194,7 +119,7 @@ func TestStackedCluster(t *testing.T) {
 		Tuning:  spec.Tuning{SnapshotCount: 10000},
 	}
 	for i := 1; i <= 3; i++ {
-		peer, cli := urls(t, i)
+		peer, cli := testutil.FreeURLs(t, i)
 		c.Members = append(c.Members, spec.Member{Name: fmt.Sprintf("m%d", i), PeerURL: peer, ClientURL: cli})
 	}
 	var nodes []*node
@@ -212,18 +137,18 @@ func TestStackedCluster(t *testing.T) {
 
 	// Zero flags: the manifest says where the member is and which files
 	// reach it.
-	r := etcdkit(t, append([]string{"health", "--cluster"}, root...)...)
+	r := testutil.RunOK(t, nil, append([]string{"health", "--cluster"}, root...)...)
 	contains(t, "health", r.Stdout, n1.cli, nodes[2].cli)
-	r = etcdkit(t, append([]string{"status", "-v"}, root...)...)
+	r = testutil.RunOK(t, nil, append([]string{"status", "-v"}, root...)...)
 	contains(t, "status -v", r.Stderr, "using endpoints "+n1.cli+" from kubeadm manifest /etc/kubernetes/manifests/etcd.yaml under "+n1.root,
 		"cert   "+n1.path("/etc/kubernetes/pki/etcd/healthcheck-client.crt"), "cacert "+n1.path("/etc/kubernetes/pki/etcd/ca.crt"))
 	contains(t, "status", r.Stdout, "m1")
-	voters(t, members(t, n1), "m1", "m2", "m3")
+	testutil.ExpectVoters(t, testutil.Members(t, nil, "--kubeadm-root", n1.root), "m1", "m2", "m3")
 	snap := filepath.Join(t.TempDir(), "snap.db")
-	etcdkit(t, append([]string{"snapshot", "save", snap}, root...)...)
-	etcdkit(t, "snapshot", "status", snap)
+	testutil.RunOK(t, nil, append([]string{"snapshot", "save", snap}, root...)...)
+	testutil.RunOK(t, nil, "snapshot", "status", snap)
 
-	r = etcdkit(t, append([]string{"kubeadm", "inspect"}, root...)...)
+	r = testutil.RunOK(t, nil, append([]string{"kubeadm", "inspect"}, root...)...)
 	contains(t, "inspect", r.Stdout, "member m1 ("+n1.path(kubeadm.EtcdManifest)+")", "client URLs      "+n1.cli,
 		"data dir         /var/lib/etcd (database ", "--name=m1", "healthcheck-client", "apiserver-etcd-client", "kube-apiserver   --etcd-servers=https://127.0.0.1:2379",
 		"[state-new-with-data] --initial-cluster-state")
@@ -232,45 +157,45 @@ func TestStackedCluster(t *testing.T) {
 	apiFile := n1.path(kubeadm.APIServerManifest)
 	before, _ := os.ReadFile(apiFile)
 	list := strings.Join([]string{n1.cli, nodes[1].cli, nodes[2].cli}, ",")
-	r = etcdkit(t, append([]string{"kubeadm", "apiserver-endpoints"}, root...)...)
+	r = testutil.RunOK(t, nil, append([]string{"kubeadm", "apiserver-endpoints"}, root...)...)
 	contains(t, "apiserver-endpoints", r.Stdout, "-    - --etcd-servers=https://127.0.0.1:2379", "+    - --etcd-servers="+list, "not written")
 	if now, _ := os.ReadFile(apiFile); string(now) != string(before) {
 		t.Fatal("apiserver-endpoints without --apply wrote the manifest")
 	}
-	r = etcdkit(t, append([]string{"kubeadm", "apiserver-endpoints", "--apply"}, root...)...)
+	r = testutil.RunOK(t, nil, append([]string{"kubeadm", "apiserver-endpoints", "--apply"}, root...)...)
 	contains(t, "apiserver-endpoints --apply", r.Stdout, "wrote "+apiFile, n1.path("/etc/kubernetes/tmp/etcdkit-"))
 	applied, _ := os.ReadFile(apiFile)
-	goldenApplied(t, strings.ReplaceAll(string(applied), list, "ETCD_SERVERS"))
+	testutil.Golden(t, filepath.Join("testdata", "kube-apiserver.applied.yaml"), []byte(strings.ReplaceAll(string(applied), list, "ETCD_SERVERS")), *update)
 	if entries, _ := os.ReadDir(n1.path(kubeadm.ManifestDir)); len(entries) != 2 {
 		t.Fatalf("the manifests directory holds %v; the kubelet would run anything else there", entries)
 	}
-	r = etcdkit(t, append([]string{"kubeadm", "apiserver-endpoints", "--apply"}, root...)...)
+	r = testutil.RunOK(t, nil, append([]string{"kubeadm", "apiserver-endpoints", "--apply"}, root...)...)
 	contains(t, "apiserver-endpoints again", r.Stdout, "nothing to change")
 
 	// A new control-plane node with the etcd CA: prepare-member issues its
 	// certificates, adds it as a learner and writes its manifest; the
 	// kubelet (here: the test) starts it; --wait promotes it.
 	n4 := &node{name: "m4", root: t.TempDir()}
-	n4.peer, n4.cli = urls(t, 4)
+	n4.peer, n4.cli = testutil.FreeURLs(t, 4)
 	testutil.KubeadmNode(t, caDir, n4.root, "")
 	_, pp, _ := net.SplitHostPort(strings.TrimPrefix(n4.peer, "https://"))
 	_, cp, _ := net.SplitHostPort(strings.TrimPrefix(n4.cli, "https://"))
 	backups := t.TempDir()
 	p := testutil.Start(t, nil, testutil.Etcdkit(t), "kubeadm", "prepare-member", "--kubeadm-root", n4.root, "--name", "m4",
 		"--advertise-address", "127.0.0.4", "--peer-port", pp, "--client-port", cp, "--endpoints", n1.cli, "--backup-dir", backups, "--wait")
-	waitFile(t, p, n4.path(kubeadm.EtcdManifest))
+	testutil.WaitFile(t, p, n4.path(kubeadm.EtcdManifest))
 	contains(t, "prepare-member", p.Stderr(), `added member "m4"`, "as a learner", "snapshot before the change")
 	n4.start(t, true)
-	finish(t, p)
+	testutil.Finish(t, p)
 	contains(t, "prepare-member", p.Stdout(), "wrote "+n4.path("/etc/kubernetes/pki/etcd/server.crt"), n4.path(kubeadm.EtcdManifest),
 		`promoted member "m4"`, "etcdkit kubeadm apiserver-endpoints --apply")
 	manifest, _ := os.ReadFile(n4.path(kubeadm.EtcdManifest))
 	contains(t, "m4's manifest", string(manifest), "as kubeadm writes it for a member that joins", "--initial-cluster-state=existing",
 		"--initial-cluster=m1="+n1.peer, "m4="+n4.peer, "kubeadm.kubernetes.io/etcd.advertise-client-urls: "+n4.cli)
 	// The new node operates with zero flags too.
-	voters(t, members(t, n4), "m1", "m2", "m3", "m4")
+	testutil.ExpectVoters(t, testutil.Members(t, nil, "--kubeadm-root", n4.root), "m1", "m2", "m3", "m4")
 	// Again: nothing changes.
-	r = etcdkit(t, "kubeadm", "prepare-member", "--kubeadm-root", n4.root, "--name", "m4", "--advertise-address", "127.0.0.4",
+	r = testutil.RunOK(t, nil, "kubeadm", "prepare-member", "--kubeadm-root", n4.root, "--name", "m4", "--advertise-address", "127.0.0.4",
 		"--peer-port", pp, "--client-port", cp, "--endpoints", n1.cli, "--skip-snapshot")
 	contains(t, "prepare-member again", r.Stdout, "runs member \"m4\" already: nothing written")
 
@@ -282,45 +207,22 @@ func TestStackedCluster(t *testing.T) {
 	}
 	n3.proc.Wait(t, time.Minute)
 	n5 := &node{name: "m5", root: t.TempDir()}
-	n5.peer, n5.cli = urls(t, 5)
+	n5.peer, n5.cli = testutil.FreeURLs(t, 5)
 	p = testutil.Start(t, nil, testutil.Etcdkit(t), "member", "replace", "m3", "--name", "m5", "--peer-url", n5.peer, "--client-url", n5.cli,
 		"--kubeadm-root", n1.root, "--out", n5.root, "--backup-dir", backups)
-	waitFile(t, p, n5.path(kubeadm.EtcdManifest))
+	testutil.WaitFile(t, p, n5.path(kubeadm.EtcdManifest))
 	n5.start(t, true)
-	finish(t, p)
+	testutil.Finish(t, p)
 	four := strings.Join([]string{n1.cli, nodes[1].cli, n4.cli, n5.cli}, ",")
 	contains(t, "replace", p.Stdout(), `replaced member "m3" with "m5"`, "kube-apiserver on this node:",
 		"-    - --etcd-servers="+list, "+    - --etcd-servers="+four, "etcdkit kubeadm apiserver-endpoints --apply")
 	contains(t, "replace", p.Stderr(), `added "m5" as learner`, `"m5" is a voting member`, "rsync -a "+n5.root+"/ root@127.0.0.5:/")
 	manifest, _ = os.ReadFile(n5.path(kubeadm.EtcdManifest))
 	contains(t, "m5's manifest", string(manifest), `from member "m1"'s manifest`, "--name=m5", "--initial-cluster-state=existing", "m5="+n5.peer)
-	voters(t, members(t, n1), "m1", "m2", "m4", "m5")
+	testutil.ExpectVoters(t, testutil.Members(t, nil, "--kubeadm-root", n1.root), "m1", "m2", "m4", "m5")
 	// m1's manifest and kube-apiserver's were only read.
 	if now, _ := os.ReadFile(apiFile); string(now) != string(applied) {
 		t.Fatal("member replace wrote this node's kube-apiserver manifest")
-	}
-}
-
-// goldenApplied compares the applied kube-apiserver manifest, with the
-// live endpoint list replaced by ETCD_SERVERS, with testdata.
-func goldenApplied(t *testing.T, got string) {
-	t.Helper()
-	path := filepath.Join("testdata", "kube-apiserver.applied.yaml")
-	if *update {
-		if err := os.MkdirAll("testdata", 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test ./test/e2e/kubeadm -update to create it)", err)
-	}
-	if got != string(want) {
-		t.Fatalf("the applied manifest differs from %s (go test ./test/e2e/kubeadm -update if intended):\n%s", path, got)
 	}
 }
 
