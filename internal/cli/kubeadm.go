@@ -226,12 +226,14 @@ kubeadm writes. Running it again after success changes nothing.`,
 				return usagef("%s already runs member %q (%s): this node is an etcd member already; to make it another one, remove that member (etcdkit member remove %s) and move the manifest away first",
 					existing.File, existing.Name(), strings.Join(existing.PeerURLs(), ","), existing.Name())
 			}
-			ca, err := openEtcdCA(root, etcdPKI)
-			if err != nil {
-				return err
-			}
+			// The CA key is needed only for what the node lacks.
+			ca, caErr := pki.OpenCA(pki.LayoutKubeadm, root.Path(etcdPKI))
 			node := kubeadm.Node{Root: root, PKIDir: etcdPKI, Manifest: manifest, CA: ca, Validity: validity}
 			files, err := node.Plan(nm)
+			if errors.Is(err, kubeadm.ErrNoCA) && caErr != nil {
+				return usagef("%v; %v; copy the cluster's etcd CA (ca.crt and ca.key of %s) from a control-plane node into %s first, as kubeadm join --control-plane --certificate-key does",
+					err, caErr, etcdPKI, root.Path(etcdPKI))
+			}
 			if err != nil {
 				return usageError{err}
 			}
@@ -341,17 +343,6 @@ func prepareMember(name, address string, clientPort, peerPort int) (replace.NewM
 		PeerURL:   "https://" + net.JoinHostPort(host, strconv.Itoa(peerPort)),
 		ClientURL: "https://" + net.JoinHostPort(host, strconv.Itoa(clientPort)),
 	}, nil
-}
-
-// openEtcdCA opens the etcd CA a node keeps, with the fix for a node that
-// has none.
-func openEtcdCA(root kubeadm.Root, etcdPKI string) (*pki.CA, error) {
-	dir := root.Path(etcdPKI)
-	ca, err := pki.OpenCA(pki.LayoutKubeadm, dir)
-	if err != nil {
-		return nil, usagef("%v; copy the cluster's etcd CA (ca.crt and ca.key of %s) from a control-plane node into %s first, as kubeadm join --control-plane --certificate-key does", err, etcdPKI, dir)
-	}
-	return ca, nil
 }
 
 // joinTarget connects a node that is not a member yet: --endpoints (or

@@ -417,7 +417,18 @@ func TestNodeFiles(t *testing.T) {
 	testutil.AssertTreeState(t, string(root), before)
 	// No CA: a missing certificate cannot be issued.
 	n.CA = nil
-	if _, err := (Node{Root: Root(t.TempDir()), PKIDir: n.PKIDir, Manifest: EtcdManifest}).Plan(nm); err == nil || !strings.Contains(err.Error(), "copy the etcd CA") {
+	if _, err := (Node{Root: Root(t.TempDir()), PKIDir: n.PKIDir, Manifest: EtcdManifest}).Plan(nm); !errors.Is(err, ErrNoCA) {
+		t.Fatalf("got %v", err)
+	}
+	// The CA certificate without its key: what the node has is kept, and
+	// only what it lacks would need the key.
+	f, err = n.Plan(nm)
+	if err != nil || len(f.Kept()) != 3 {
+		t.Fatalf("without the CA key: kept %v, %v", f.Kept(), err)
+	}
+	os.Remove(filepath.Join(etcd, "peer.crt"))
+	os.Remove(filepath.Join(etcd, "peer.key"))
+	if _, err := n.Plan(nm); !errors.Is(err, ErrNoCA) || !strings.Contains(err.Error(), "peer.crt does not exist") {
 		t.Fatalf("got %v", err)
 	}
 }

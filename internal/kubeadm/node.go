@@ -2,6 +2,7 @@ package kubeadm
 
 import (
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"io/fs"
 	"net/url"
@@ -85,18 +86,21 @@ func (n Node) Plan(nm replace.NewMember) (*Files, error) {
 		for _, c := range n.bundle() {
 			trust.AddCert(c)
 		}
-	} else if certs, err := pki.LoadCerts(n.Root.Path(pki.LayoutKubeadm.CA(n.PKIDir).Cert)); err == nil {
+	} else {
+		caFile := n.Root.Path(pki.LayoutKubeadm.CA(n.PKIDir).Cert)
+		certs, err := pki.LoadCerts(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrNoCA, err)
+		}
 		for _, c := range certs {
 			trust.AddCert(c)
 		}
-	} else {
-		trust = nil
 	}
 	for _, c := range f.certs {
 		cf, kf := n.Root.Path(c.pair.Cert), n.Root.Path(c.pair.Key)
 		if !fsutil.Exists(cf) && !fsutil.Exists(kf) {
 			if n.CA == nil {
-				return nil, fmt.Errorf("%s does not exist, and no CA key is at hand to issue it; copy the etcd CA (ca.crt and ca.key) into %s", cf, n.Root.Path(n.PKIDir))
+				return nil, fmt.Errorf("%w: %s does not exist, and there is no CA key to issue it with", ErrNoCA, cf)
 			}
 			continue
 		}
@@ -151,8 +155,15 @@ type Files struct {
 	certs []*cert
 }
 
+// ErrNoCA is returned by Plan when a certificate must be issued, or the
+// CA certificate is needed, and the node has no etcd CA.
+var ErrNoCA = errors.New("no etcd CA")
+
 // issue issues the certificates the node lacks.
 func (f *Files) issue() error {
+	if f.node.CA == nil {
+		return ErrNoCA
+	}
 	alg := pki.AlgorithmOf(f.node.CA.Cert.PublicKey)
 	validity := f.node.Validity
 	if validity == 0 {
