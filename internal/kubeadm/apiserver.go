@@ -70,20 +70,27 @@ func LoadAPIServer(root Root, path string) (*APIServer, error) {
 	return a, nil
 }
 
-// flag finds --name=value in the kube-apiserver container's command: its
-// index (-1 when absent) and value.
-func (a *APIServer) flag(name string) (int, string) {
-	for i, arg := range a.Pod.Spec.Containers[a.container].Command {
-		if v, ok := strings.CutPrefix(arg, name+"="); ok {
-			return i, v
+// flag finds --name=value on the kube-apiserver container's command line:
+// which list holds it ("command" or "args"; "" when absent), its index
+// there, and its value.
+func (a *APIServer) flag(name string) (field string, idx int, value string) {
+	c := a.Pod.Spec.Containers[a.container]
+	for _, l := range []struct {
+		field string
+		items []string
+	}{{"command", c.Command}, {"args", c.Args}} {
+		for i, arg := range l.items {
+			if v, ok := strings.CutPrefix(arg, name+"="); ok {
+				return l.field, i, v
+			}
 		}
 	}
-	return -1, ""
+	return "", -1, ""
 }
 
 // EtcdServers is the --etcd-servers value, split.
 func (a *APIServer) EtcdServers() []string {
-	_, v := a.flag(EtcdServersFlag)
+	_, _, v := a.flag(EtcdServersFlag)
 	var out []string
 	for _, s := range strings.Split(v, ",") {
 		if s = strings.TrimSpace(s); s != "" {
@@ -95,9 +102,9 @@ func (a *APIServer) EtcdServers() []string {
 
 // EtcdClient is the CA and client pair kube-apiserver reaches etcd with.
 func (a *APIServer) EtcdClient() (ca string, client pki.Pair) {
-	_, ca = a.flag("--etcd-cafile")
-	_, client.Cert = a.flag("--etcd-certfile")
-	_, client.Key = a.flag("--etcd-keyfile")
+	_, _, ca = a.flag("--etcd-cafile")
+	_, _, client.Cert = a.flag("--etcd-certfile")
+	_, _, client.Key = a.flag("--etcd-keyfile")
 	return ca, client
 }
 
@@ -148,20 +155,30 @@ func (a *APIServer) SetEtcdServers(root Root, servers []string) (*Change, error)
 	}
 	c := &Change{File: a.File, Old: a.EtcdServers(), New: servers, before: a.Data, mode: a.Mode, backupDir: root.Path(TmpDir)}
 	value := EtcdServersFlag + "=" + strings.Join(servers, ",")
-	idx, _ := a.flag(EtcdServersFlag)
+	field, idx, _ := a.flag(EtcdServersFlag)
 	want := *a.Pod.DeepCopy()
-	cmd := want.Spec.Containers[a.container].Command
+	ctr := &want.Spec.Containers[a.container]
+	list := &ctr.Command
+	switch {
+	case field == "args":
+		list = &ctr.Args
+	case field == "" && len(ctr.Args) > 0:
+		// Flags are in args: the new one goes there too.
+		list, field = &ctr.Args, "args"
+	case field == "":
+		field = "command"
+	}
+	n := len(*list)
 	if idx >= 0 {
-		if cmd[idx] == value {
+		if (*list)[idx] == value {
 			c.Unchanged, c.after = true, a.Data
 			return c, nil
 		}
-		cmd[idx] = value
+		(*list)[idx] = value
 	} else {
-		cmd = append(cmd, value)
+		*list = append(*list, value)
 	}
-	want.Spec.Containers[a.container].Command = cmd
-	after, err := editCommand(a.Data, a.container, idx, len(a.Pod.Spec.Containers[a.container].Command), value)
+	after, err := editList(a.Data, a.container, field, idx, n, value)
 	if err == nil {
 		var got corev1.Pod
 		if yaml.Unmarshal(after, &got) != nil || !reflect.DeepEqual(got, want) {
@@ -179,10 +196,10 @@ func (a *APIServer) SetEtcdServers(root Root, servers []string) (*Change, error)
 	return c, nil
 }
 
-// editCommand replaces item idx of container ctr's command with value, or
-// appends value after its last item (n items) when idx is -1, keeping
-// every other byte of the file.
-func editCommand(data []byte, ctr, idx, n int, value string) ([]byte, error) {
+// editList replaces item idx of container ctr's command or args (field)
+// with value, or appends value after its last item (n items) when idx is
+// -1, keeping every other byte of the file.
+func editList(data []byte, ctr int, field string, idx, n int, value string) ([]byte, error) {
 	var doc yamlv3.Node
 	if err := yamlv3.Unmarshal(data, &doc); err != nil || len(doc.Content) == 0 {
 		return nil, errors.New("not YAML")
@@ -191,9 +208,9 @@ func editCommand(data []byte, ctr, idx, n int, value string) ([]byte, error) {
 	if seq == nil || seq.Kind != yamlv3.SequenceNode || len(seq.Content) <= ctr {
 		return nil, errors.New("no containers")
 	}
-	cmd := find(seq.Content[ctr], "command")
-	if cmd == nil || cmd.Kind != yamlv3.SequenceNode || cmd.Style&yamlv3.FlowStyle != 0 || len(cmd.Content) != n {
-		return nil, errors.New("command is not a block sequence")
+	cmd := find(seq.Content[ctr], field)
+	if cmd == nil || cmd.Kind != yamlv3.SequenceNode || cmd.Style&yamlv3.FlowStyle != 0 || len(cmd.Content) != n || n == 0 {
+		return nil, errors.New("not a block sequence")
 	}
 	lines := strings.SplitAfter(string(data), "\n")
 	at := idx

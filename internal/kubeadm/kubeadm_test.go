@@ -226,6 +226,8 @@ func TestAPIServerEdits(t *testing.T) {
 			want: "    - \"--etcd-servers=" + strings.Join(servers, ",") + "\" # stacked\n"},
 		{name: "missing", from: "    - --etcd-servers=https://127.0.0.1:2379\n", to: "",
 			want: "    - --tls-private-key-file=/etc/kubernetes/pki/apiserver.key\n    - --etcd-servers=" + strings.Join(servers, ",") + "\n    image:"},
+		{name: "in args", from: "    - kube-apiserver\n", to: "    - kube-apiserver\n    args:\n",
+			want: "    args:\n    - --advertise-address=10.0.0.11\n"},
 		{name: "flow", from: "  - command:\n    - kube-apiserver\n", to: "  - command: [kube-apiserver,\n",
 			reformatted: true},
 	} {
