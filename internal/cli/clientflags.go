@@ -76,7 +76,7 @@ func addClientFlags(cmd *cobra.Command, f *clientFlags) {
 	fs.BoolVar(&f.insecureSkipVerify, "insecure-skip-tls-verify", false, "skip server certificate verification (unsafe)")
 	fs.DurationVar(&f.dialTimeout, "dial-timeout", 0, "dial timeout for client connections (default 2s)")
 	fs.DurationVar(&f.commandTimeout, "command-timeout", 0, "timeout for each request (default 5s)")
-	fs.StringVar(&f.dir, "dir", "", "the directory of a cluster made by `etcdkit up` (default ./"+local.DefaultDir+" when it exists)")
+	fs.StringVar(&f.dir, "dir", "", "the directory of a cluster made by 'etcdkit up' (default ./"+local.DefaultDir+" when it exists)")
 	fs.BoolVarP(&f.verbose, "verbose", "v", false, "say where the endpoints and certificates came from")
 	for _, legacy := range []string{"ca-file", "cert-file", "key-file"} {
 		_ = fs.MarkHidden(legacy)
