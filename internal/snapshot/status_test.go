@@ -62,14 +62,7 @@ func makeKVSnapshot(t *testing.T, path string, n int) {
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
 	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum := sha256.Sum256(data)
-	if err := os.WriteFile(path, append(data, sum[:]...), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	appendHash(t, path)
 }
 
 // TestStatusAgreesWithEtcdutl: the one-pass status reports what the stock
