@@ -356,3 +356,48 @@ func summarize(problems []string, n int) string {
 	}
 	return strings.Join(problems[:n], "; ") + fmt.Sprintf("; and %d more", len(problems)-n)
 }
+
+// Explain describes why porcupine rejected a history: the longest prefix it
+// could linearize, the state the model reached, and the requests none of
+// which could come next.
+func (l LinearizationResult) Explain(init State, ops []Op) string {
+	parts := l.Info.PartialLinearizationsOperations()
+	if len(parts) == 0 {
+		return ""
+	}
+	var longest []porcupine.Operation
+	for _, p := range parts[0] {
+		if len(p) > len(longest) {
+			longest = p
+		}
+	}
+	var b strings.Builder
+	s := init
+	fmt.Fprintf(&b, "the longest linearizable prefix has %d of %d requests; it ends with:\n", len(longest), len(ops))
+	for i, op := range longest {
+		next := step(s, op.Input.(Request), op.Output.(Response))
+		if len(next) > 0 {
+			s = next[0]
+		}
+		if i >= len(longest)-10 {
+			fmt.Fprintf(&b, "  %s -> %s\n", describeRequest(op.Input.(Request)), describeResponse(op.Input.(Request), op.Output.(Response)))
+		}
+	}
+	fmt.Fprintf(&b, "the model's state after it (one of the possible ones): %s\n", describeState(s))
+	placed := map[[2]int64]bool{}
+	for _, op := range longest {
+		placed[[2]int64{op.Call, int64(op.ClientId)}] = true
+	}
+	var rest []Op
+	for _, op := range ops {
+		if op.Resp.Status != StatusUnknown && !placed[[2]int64{int64(op.Call), int64(op.Client)}] {
+			rest = append(rest, op)
+		}
+	}
+	sort.Slice(rest, func(i, j int) bool { return rest[i].Call < rest[j].Call })
+	b.WriteString("none of these could come next:\n")
+	for i := 0; i < len(rest) && i < 5; i++ {
+		fmt.Fprintf(&b, "  %v\n", rest[i])
+	}
+	return b.String()
+}

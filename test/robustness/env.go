@@ -408,8 +408,13 @@ func (e *Env) checkPhase(d *PhaseData, start time.Time) {
 		r.Linearizable = verdict
 	}
 	if lin.Result != porcupine.Ok {
+		why := ""
+		if lin.Result == porcupine.Illegal {
+			why = lin.Explain(d.Init, history)
+			e.T.Logf("phase %d is not linearizable: %s", d.Index, why)
+		}
 		e.Problem("phase %d: history is not linearizable (porcupine: %s)", d.Index, verdict)
-		e.saveArtifacts(d, &lin)
+		e.saveArtifacts(d, &lin, why)
 	}
 
 	e.LostWrites(LostLeases(d.Ops)...)
@@ -481,7 +486,7 @@ func (e *Env) lostOnMembers(d *PhaseData) []string {
 
 // saveArtifacts keeps a failing phase's history and porcupine's
 // visualization.
-func (e *Env) saveArtifacts(d *PhaseData, lin *LinearizationResult) {
+func (e *Env) saveArtifacts(d *PhaseData, lin *LinearizationResult, why string) {
 	dir := e.result.Artifacts
 	if dir == "" {
 		base := os.Getenv(EnvArtifacts)
@@ -498,6 +503,9 @@ func (e *Env) saveArtifacts(d *PhaseData, lin *LinearizationResult) {
 	b, err := json.MarshalIndent(d, "", " ")
 	if err == nil {
 		err = os.WriteFile(filepath.Join(dir, fmt.Sprintf("phase%d-history.json", d.Index)), b, 0o644)
+	}
+	if err == nil && why != "" {
+		err = os.WriteFile(filepath.Join(dir, fmt.Sprintf("phase%d-why.txt", d.Index)), []byte(why), 0o644)
 	}
 	if err == nil && lin != nil {
 		err = porcupine.VisualizePath(lin.Model, lin.Info, filepath.Join(dir, fmt.Sprintf("phase%d-linearization.html", d.Index)))
