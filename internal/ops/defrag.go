@@ -102,7 +102,7 @@ func defragOrder(ctx context.Context, t *connect.Target) ([]DefragResult, error)
 	var errs []error
 	for _, s := range Status(ctx, t) {
 		if s.Error != "" {
-			errs = append(errs, fmt.Errorf("%s: %w: %s", s.Endpoint, ErrUnhealthy, s.Error))
+			errs = append(errs, fmt.Errorf("%s does not answer: %s", s.Endpoint, s.Error))
 			continue
 		}
 		r := DefragResult{Endpoint: s.Endpoint, Name: s.Name, Leader: s.IsLeader, SizeBefore: s.DBSize, InUseBefore: s.DBSizeInUse}
@@ -113,7 +113,7 @@ func defragOrder(ctx context.Context, t *connect.Target) ([]DefragResult, error)
 		}
 	}
 	if len(errs) > 0 {
-		return nil, fmt.Errorf("%w: %w", ErrDefragRefused, errors.Join(errs...))
+		return nil, fmt.Errorf("%w: the cluster is %w; fix or replace the failed member first:\n%w", ErrDefragRefused, ErrUnhealthy, errors.Join(errs...))
 	}
 	return append(order, leaders...), nil
 }
@@ -131,7 +131,7 @@ func checkDefragSafe(ctx context.Context, t *connect.Target, r DefragResult, all
 	ml, err := cli.MemberList(cctx)
 	cancel()
 	if err != nil {
-		return fmt.Errorf("%w: %w: cannot list members: %w", ErrDefragRefused, ErrUnhealthy, explain(err))
+		return fmt.Errorf("%w: the cluster is %w: cannot list members: %w", ErrDefragRefused, ErrUnhealthy, explain(err))
 	}
 	var problems []error
 	others := 0
@@ -153,7 +153,7 @@ func checkDefragSafe(ctx context.Context, t *connect.Target, r DefragResult, all
 		}
 	}
 	if len(problems) > 0 {
-		return fmt.Errorf("%w: %w: the cluster is not healthy; fix or replace the failed member first (etcdkit health says more):\n%w", ErrDefragRefused, ErrUnhealthy, errors.Join(problems...))
+		return fmt.Errorf("%w: the cluster is %w; fix or replace the failed member first (etcdkit health says more):\n%w", ErrDefragRefused, ErrUnhealthy, errors.Join(problems...))
 	}
 	raised, err := alarms(ctx, t, cli)
 	if err != nil {
@@ -166,7 +166,7 @@ func checkDefragSafe(ctx context.Context, t *connect.Target, r DefragResult, all
 		}
 	}
 	if len(bad) > 0 {
-		return fmt.Errorf("%w: %w: alarm(s) raised: %s; a corrupted member must be replaced, not defragmented", ErrDefragRefused, ErrUnhealthy, describeAlarms(bad))
+		return fmt.Errorf("%w: the cluster is %w: alarm(s) raised: %s; a corrupted member must be replaced (etcdkit member replace NAME), not defragmented", ErrDefragRefused, ErrUnhealthy, describeAlarms(bad))
 	}
 	if others == 0 && !allowUnavailable {
 		return fmt.Errorf("%w %s: it is the only voting member that can serve, so every read and write would stop until it finishes; pass --allow-unavailable to accept that", ErrDefragRefused, r.who())
