@@ -94,8 +94,8 @@ type Status uint8
 const (
 	// StatusOK: etcd answered.
 	StatusOK Status = iota + 1
-	// StatusFailed: etcd refused, and nothing was applied (NOSPACE, lease
-	// not found).
+	// StatusFailed: etcd refused, and nothing was applied (lease not
+	// found).
 	StatusFailed
 	// StatusUnknown: an error or a timeout; the request may or may not
 	// have been applied, now or later.

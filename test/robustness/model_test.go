@@ -133,7 +133,7 @@ func TestResolve(t *testing.T) {
 	ops := h{}.
 		add(0, 0, 1, put(0, "seen"), unknown()).
 		add(1, 0, 1, put(1, "never"), unknown()).
-		add(2, 0, 1, put(2, "refused"), Response{Status: StatusFailed, Err: "etcdserver: mvcc: database space exceeded"}).
+		add(2, 0, 1, Request{Kind: KindPut, Key: 2, Value: "refused", Lease: 5}, Response{Status: StatusFailed, Err: errLeaseNotFound}).
 		add(3, 0, 1, get(0), unknown()).
 		add(3, 2, 3, del(4), unknown())
 	events := []Event{{Rev: 2, Key: keyName(0), Value: "seen", At: 5 * time.Millisecond}}

@@ -143,12 +143,12 @@ func (tr *Traffic) do(client int, req Request, fn func(ctx context.Context, req 
 }
 
 // classify decides whether an error proves the request was not applied.
-// Only etcd's own refusals do; any other error (a timeout, a lost
-// connection, no leader) leaves the outcome unknown.
+// Only "lease not found" does. Any other error (a timeout, a lost
+// connection, no leader) leaves the outcome unknown, and so does NOSPACE:
+// etcd applies the put that crosses the quota and still answers NOSPACE
+// (quotaApplierV3), so the error does not mean the write was refused.
 func classify(err error) Status {
-	switch {
-	case errors.Is(err, rpctypes.ErrNoSpace), errors.Is(err, rpctypes.ErrGRPCNoSpace),
-		errors.Is(err, rpctypes.ErrLeaseNotFound), errors.Is(err, rpctypes.ErrGRPCLeaseNotFound):
+	if errors.Is(err, rpctypes.ErrLeaseNotFound) || errors.Is(err, rpctypes.ErrGRPCLeaseNotFound) {
 		return StatusFailed
 	}
 	return StatusUnknown

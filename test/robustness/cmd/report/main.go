@@ -129,7 +129,9 @@ func progress(r io.Reader, log io.Writer) {
 	for sc.Scan() {
 		l := sc.Text()
 		t := strings.TrimSpace(l)
-		if strings.HasPrefix(t, "--- ") || strings.HasPrefix(t, "ok ") || strings.HasPrefix(t, "FAIL") ||
+		if strings.HasPrefix(t, "=== RUN") && strings.Count(t, "/") == 3 {
+			fmt.Fprintln(log, t)
+		} else if strings.HasPrefix(t, "--- ") || strings.HasPrefix(t, "ok ") || strings.HasPrefix(t, "FAIL") ||
 			strings.HasPrefix(t, "panic") || strings.Contains(l, "violations:") || strings.Contains(l, "problem:") {
 			fmt.Fprintln(log, l)
 		}
