@@ -214,6 +214,31 @@ func (e *Env) record(req Request, fn func(ctx context.Context) (Response, error)
 	return resp
 }
 
+// Redial gives the traffic and every watcher new connections built from
+// the cluster's files as they are now, without ending the history: for
+// scenarios that replace certificates (pki renew, rotate-ca) or move
+// members. Requests in flight finish on the old connections.
+func (e *Env) Redial() {
+	e.T.Helper()
+	p := e.phase
+	if err := p.traffic.Redial(e.Cluster.Dial); err != nil {
+		e.T.Fatalf("redial the traffic: %v", err)
+	}
+	for i, w := range p.watchers {
+		var members []string
+		if w.Name != "all" {
+			members = []string{w.Name}
+		}
+		cli, err := e.Cluster.Target(e.T, members...).Client()
+		if err != nil {
+			e.T.Fatalf("redial watcher %s: %v", w.Name, err)
+		}
+		old := w.Swap(cli)
+		p.clients[i] = cli
+		time.AfterFunc(5*time.Second, func() { old.Close() })
+	}
+}
+
 // Compacted tells the checks the scenario compacted up to rev: history
 // below it can no longer be replayed.
 func (e *Env) Compacted(rev int64) { e.compacted = max(e.compacted, rev) }
@@ -555,7 +580,7 @@ func RunScenario(t *testing.T, s Scenario, members int, seed int64, mode Mode) R
 	res := Result{Scenario: s.Name, Summary: s.Summary, Members: members, Seed: seed, Mode: mode.Name,
 		Started: time.Now(), WatchOK: true}
 	if s.Skip != nil {
-		if why := s.Skip(); why != "" {
+		if why := s.Skip(t); why != "" {
 			res.Skipped = why
 			return res
 		}

@@ -229,6 +229,12 @@ func TestRegistry(t *testing.T) {
 			t.Errorf("scenario %s is not registered", want)
 		}
 	}
+	if why := NeedsCommand("member", "no-such-command")(t); !strings.Contains(why, "etcdkit member no-such-command` does not exist") {
+		t.Errorf("NeedsCommand of a missing command: %q", why)
+	}
+	if why := NeedsCommand("snapshot", "save")(t); why != "" {
+		t.Errorf("NeedsCommand of snapshot save: %q", why)
+	}
 	for _, bad := range []Scenario{{Name: "Bad Name", Summary: "x", Run: func(*Env) {}}, {Name: "kill-leader", Summary: "x", Run: func(*Env) {}}, {Name: "no-run", Summary: "x"}} {
 		func() {
 			defer func() {

@@ -331,13 +331,14 @@ func init() {
 		Summary: "SIGKILL a follower, then ` + "`etcdkit member replace`" + ` it under load",
 		Sizes:   []int{3, 5},
 		Quick:   true,
+		Skip:    NeedsCommand("member", "replace"), // skipped, with the reason, until the command exists
 		Run: func(e *Env) {
 			e.WaitWrites(100)                    // traffic is flowing
-			victim := e.Cluster.Followers(e.Ctx)[0]
-			done := e.Fault("kill and replace " + victim)
+			victim := e.Cluster.Followers(e.Ctx)[e.Rand.IntN(2)]
+			healed := e.Fault("kill and replace " + victim)
 			e.Cluster.Kill(victim)
 			e.Etcdkit("member", "replace", victim, ...) // fails the run unless it exits 0
-			done()
+			healed()
 			e.WaitWrites(100)                    // and flows again
 		},
 	})
@@ -345,8 +346,17 @@ func init() {
 ` + "```" + `
 
 The suite starts the cluster, the traffic, the watchers, runs the checks and
-the final verification, and adds the row to this report. A scenario that
-changes the data behind the clients' backs (a restore) ends the history and
-starts a new one with ` + "`e.NewPhase`" + `; one that writes keys itself does so through
-` + "`e.Put`/`e.Delete`" + ` so the history knows.
+the final verification, and adds the row to this report. What ` + "`Env`" + ` offers:
+
+- ` + "`e.Cluster`" + `: ` + "`Leader`, `Followers`, `Kill`, `Restart`, `Pause`, `Resume`, `Isolate`, `Heal`" + `
+  (with ` + "`Cluster: withPeerProxies`" + `), and the underlying ` + "`testutil.ProcCluster`" + `
+  (configs, spec, member processes);
+- ` + "`e.Etcdkit(args...)`" + `: run an etcdkit command against the cluster;
+- ` + "`e.WaitWrites(n)`, `e.WaitOps(n)`" + `: wait for traffic progress, never a fixed sleep;
+- ` + "`e.Fault(what)`" + `: mark a fault; the report measures the time to recover from it;
+- ` + "`e.Redial()`" + `: move every client and watcher to new connections built from the
+  files as they are now (after ` + "`pki renew`" + ` or ` + "`pki rotate-ca`" + `), keeping the history;
+- ` + "`e.NewPhase(fn)`" + `: end the history, run fn with no traffic (a restore), start a new one;
+- ` + "`e.Put`, `e.Delete`" + `: writes of the scenario's own, recorded so the history knows;
+- ` + "`e.Rand`" + `: every choice from the run's seed; ` + "`e.Problem`, `e.Note`" + `: report lines.
 `

@@ -58,3 +58,25 @@ func runAndRecord(t *testing.T, s Scenario, n int, seed int64, mode Mode) {
 		t.Errorf("%s, %d members, seed %d: violations: %s", s.Name, n, seed, summarize(res.Problems, 10))
 	}
 }
+
+// TestRedial: moving every client and watcher to new connections in the
+// middle of a history (what certificate rotation needs) loses nothing and
+// keeps the history checkable.
+func TestRedial(t *testing.T) {
+	mode, err := ModeFromEnv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mode.Name == "off" || testing.Short() {
+		t.Skipf("%s=off or -short", EnvMode)
+	}
+	mode.Scale = 1
+	res := RunScenario(t, Scenario{Name: "redial", Summary: "test of Env.Redial", Run: func(e *Env) {
+		e.WaitWrites(100)
+		e.Redial()
+		e.WaitWrites(100)
+	}}, 3, 1, mode)
+	if !res.OK() || res.WatchReconnects < 4 {
+		t.Fatalf("after a redial: %+v", res)
+	}
+}

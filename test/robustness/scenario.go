@@ -5,7 +5,11 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
+	"testing"
+
+	"github.com/etcdkit/etcdkit/internal/testutil"
 )
 
 // Scenario is one fault, or one etcdkit operation, run against a cluster
@@ -29,8 +33,9 @@ type Scenario struct {
 	// config edits) before it starts.
 	Cluster func(o *ClusterOptions)
 	// Skip, when set, returns why the scenario cannot run here ("" when
-	// it can): not root, no tmpfs, a command that does not exist yet.
-	Skip func() string
+	// it can): not root, no tmpfs, a command that does not exist yet
+	// (NeedsCommand).
+	Skip func(t testing.TB) string
 	// Run injects the fault while traffic runs and returns once the
 	// cluster has recovered. It fails through e.T.
 	Run func(e *Env)
@@ -74,4 +79,18 @@ func Scenarios() []Scenario {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
+}
+
+// NeedsCommand is a Skip for scenarios that drive an etcdkit command built
+// by another change: until `etcdkit ARGS... --help` documents that very
+// command, the scenario is skipped and the report says why.
+func NeedsCommand(args ...string) func(t testing.TB) string {
+	return func(t testing.TB) string {
+		r := testutil.Run(t, nil, testutil.Etcdkit(t), append(args, "--help")...)
+		path := "etcdkit " + strings.Join(args, " ")
+		if r.Code != 0 || !strings.Contains(r.Stdout, path) {
+			return fmt.Sprintf("`%s` does not exist in this build yet", path)
+		}
+		return ""
+	}
 }

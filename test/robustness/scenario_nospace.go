@@ -91,7 +91,7 @@ func fillAndRecover(e *Env) {
 }
 
 // canMountTmpfs says why a tmpfs cannot be mounted here, or "".
-func canMountTmpfs() string {
+func canMountTmpfs(testing.TB) string {
 	if os.Geteuid() != 0 {
 		return "needs root to mount a tmpfs as a member's data dir"
 	}

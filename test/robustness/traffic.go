@@ -43,7 +43,8 @@ type Traffic struct {
 	writes  atomic.Int64
 	oks     atomic.Int64
 	phase   int
-	clients []*clientv3.Client
+	mu      sync.RWMutex
+	clients []*clientv3.Client // KV clients, then the ledger's
 }
 
 // Dialer opens a client to every member.
@@ -63,7 +64,7 @@ func StartTraffic(dial Dialer, rec *Recorder, seed int64, phase int, o TrafficOp
 		tr.clients = append(tr.clients, cli)
 	}
 	for i := 0; i < o.Clients; i++ {
-		c := &kvClient{tr: tr, id: i, cli: tr.clients[i],
+		c := &kvClient{tr: tr, id: i,
 			rnd: rand.New(rand.NewPCG(uint64(seed), uint64(phase*1000+i))), lastMod: map[int]int64{}}
 		tr.wg.Add(1)
 		go func() {
@@ -74,7 +75,7 @@ func StartTraffic(dial Dialer, rec *Recorder, seed int64, phase int, o TrafficOp
 	tr.wg.Add(1)
 	go func() {
 		defer tr.wg.Done()
-		tr.ledger(tr.clients[o.Clients], o.Clients)
+		tr.ledger(o.Clients)
 	}()
 	return tr, nil
 }
@@ -95,9 +96,46 @@ func (tr *Traffic) Stop() {
 }
 
 func (tr *Traffic) closeClients() {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
 	for _, c := range tr.clients {
 		c.Close()
 	}
+}
+
+// client is client i's connection; each request takes it afresh, so
+// Redial takes effect at the next request.
+func (tr *Traffic) client(i int) *clientv3.Client {
+	tr.mu.RLock()
+	defer tr.mu.RUnlock()
+	return tr.clients[i]
+}
+
+// Redial gives every client a new connection from dial (new
+// certificates, new endpoints). Requests in flight finish on the old
+// connections, which close once they have timed out.
+func (tr *Traffic) Redial(dial Dialer) error {
+	fresh := make([]*clientv3.Client, 0, len(tr.clients))
+	for range tr.clients {
+		cli, err := dial()
+		if err != nil {
+			for _, c := range fresh {
+				c.Close()
+			}
+			return err
+		}
+		fresh = append(fresh, cli)
+	}
+	tr.mu.Lock()
+	old := tr.clients
+	tr.clients = fresh
+	tr.mu.Unlock()
+	time.AfterFunc(tr.opts.Timeout+time.Second, func() {
+		for _, c := range old {
+			c.Close()
+		}
+	})
+	return nil
 }
 
 func (tr *Traffic) stopping() bool {
@@ -166,13 +204,13 @@ func errText(err error) string {
 
 // ledger appends distinct keys, never overwritten or deleted, so every
 // acknowledged one must be found on every member at the end.
-func (tr *Traffic) ledger(cli *clientv3.Client, id int) {
+func (tr *Traffic) ledger(id int) {
 	rnd := rand.New(rand.NewPCG(uint64(id), uint64(tr.phase)))
 	for n := 0; tr.pause(rnd, tr.opts.LedgerRate); n++ {
 		name := fmt.Sprintf("%sp%d-%06d", ledgerPrefix, tr.phase, n)
 		req := Request{Kind: KindOpaque, Key: -1, Name: name, Value: name}
 		tr.do(id, req, func(ctx context.Context, _ *Request) (Response, error) {
-			r, err := cli.Put(ctx, name, name)
+			r, err := tr.client(id).Put(ctx, name, name)
 			if err != nil {
 				return Response{}, err
 			}
@@ -185,7 +223,6 @@ func (tr *Traffic) ledger(cli *clientv3.Client, id int) {
 type kvClient struct {
 	tr      *Traffic
 	id      int
-	cli     *clientv3.Client
 	rnd     *rand.Rand
 	seq     int
 	lease   int64
@@ -264,7 +301,7 @@ func (c *kvClient) note(kvs []KV, keys ...int) {
 
 func (c *kvClient) get(key int) {
 	resp := c.tr.do(c.id, Request{Kind: KindGet, Key: key}, func(ctx context.Context, _ *Request) (Response, error) {
-		r, err := c.cli.Get(ctx, keyName(key))
+		r, err := c.tr.client(c.id).Get(ctx, keyName(key))
 		if err != nil {
 			return Response{}, err
 		}
@@ -277,7 +314,7 @@ func (c *kvClient) get(key int) {
 
 func (c *kvClient) rangeAll() {
 	resp := c.tr.do(c.id, Request{Kind: KindRange, Key: -1}, func(ctx context.Context, _ *Request) (Response, error) {
-		r, err := c.cli.Get(ctx, keyPrefix, clientv3.WithPrefix())
+		r, err := c.tr.client(c.id).Get(ctx, keyPrefix, clientv3.WithPrefix())
 		if err != nil {
 			return Response{}, err
 		}
@@ -299,7 +336,7 @@ func (c *kvClient) put(key int, lease int64) {
 		if lease != 0 {
 			opts = append(opts, clientv3.WithLease(clientv3.LeaseID(lease)))
 		}
-		r, err := c.cli.Put(ctx, keyName(key), v, opts...)
+		r, err := c.tr.client(c.id).Put(ctx, keyName(key), v, opts...)
 		if err != nil {
 			return Response{}, err
 		}
@@ -317,7 +354,7 @@ func (c *kvClient) put(key int, lease int64) {
 
 func (c *kvClient) delete(key int) {
 	resp := c.tr.do(c.id, Request{Kind: KindDelete, Key: key}, func(ctx context.Context, _ *Request) (Response, error) {
-		r, err := c.cli.Delete(ctx, keyName(key))
+		r, err := c.tr.client(c.id).Delete(ctx, keyName(key))
 		if err != nil {
 			return Response{}, err
 		}
@@ -334,7 +371,7 @@ func (c *kvClient) txn(key int) {
 	v := c.value()
 	expect := c.lastMod[key]
 	resp := c.tr.do(c.id, Request{Kind: KindTxn, Key: key, Value: v, Expect: expect}, func(ctx context.Context, _ *Request) (Response, error) {
-		r, err := c.cli.Txn(ctx).
+		r, err := c.tr.client(c.id).Txn(ctx).
 			If(clientv3.Compare(clientv3.ModRevision(keyName(key)), "=", expect)).
 			Then(clientv3.OpPut(keyName(key), v)).
 			Else(clientv3.OpGet(keyName(key))).
@@ -363,7 +400,7 @@ func (c *kvClient) txn(key int) {
 func (c *kvClient) grant() {
 	var id int64
 	resp := c.tr.do(c.id, Request{Kind: KindLeaseGrant, Key: -1}, func(ctx context.Context, req *Request) (Response, error) {
-		r, err := c.cli.Grant(ctx, c.tr.opts.LeaseTTL)
+		r, err := c.tr.client(c.id).Grant(ctx, c.tr.opts.LeaseTTL)
 		if err != nil {
 			return Response{}, err
 		}
@@ -380,7 +417,7 @@ func (c *kvClient) grant() {
 func (c *kvClient) keepAlive() {
 	id := c.lease
 	resp := c.tr.do(c.id, Request{Kind: KindKeepAlive, Key: -1, Lease: id}, func(ctx context.Context, _ *Request) (Response, error) {
-		r, err := c.cli.KeepAliveOnce(ctx, clientv3.LeaseID(id))
+		r, err := c.tr.client(c.id).KeepAliveOnce(ctx, clientv3.LeaseID(id))
 		if err != nil {
 			return Response{}, err
 		}
@@ -401,7 +438,7 @@ func (c *kvClient) revoke(final bool) {
 	id := c.lease
 	for attempt := 0; attempt < 30; attempt++ {
 		resp := c.tr.do(c.id, Request{Kind: KindLeaseRevoke, Key: -1, Lease: id}, func(ctx context.Context, _ *Request) (Response, error) {
-			r, err := c.cli.Revoke(ctx, clientv3.LeaseID(id))
+			r, err := c.tr.client(c.id).Revoke(ctx, clientv3.LeaseID(id))
 			if err != nil {
 				return Response{}, err
 			}

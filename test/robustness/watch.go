@@ -39,6 +39,8 @@ type Watcher struct {
 	Name       string
 	rec        *Recorder
 	mu         sync.Mutex
+	cli        *clientv3.Client
+	stream     context.CancelFunc // ends the current stream (Swap)
 	events     []Event
 	last       int64 // highest revision known delivered (event or progress)
 	reconnects int
@@ -50,15 +52,29 @@ type Watcher struct {
 // StartWatcher watches Prefix from rev through cli until Stop.
 func StartWatcher(cli *clientv3.Client, name string, rev int64, rec *Recorder) *Watcher {
 	ctx, cancel := context.WithCancel(context.Background())
-	w := &Watcher{Name: name, rec: rec, last: rev - 1, cancel: cancel, done: make(chan struct{})}
+	w := &Watcher{Name: name, rec: rec, cli: cli, last: rev - 1, cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(w.done)
-		w.run(ctx, cli)
+		w.run(ctx)
 	}()
 	return w
 }
 
-func (w *Watcher) run(ctx context.Context, cli *clientv3.Client) {
+// Swap moves the watcher to a new client: its stream ends and resumes
+// through cli from the revision after the last it saw. It returns the old
+// client, for the caller to close.
+func (w *Watcher) Swap(cli *clientv3.Client) *clientv3.Client {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	old := w.cli
+	w.cli = cli
+	if w.stream != nil {
+		w.stream()
+	}
+	return old
+}
+
+func (w *Watcher) run(ctx context.Context) {
 	for first := true; ctx.Err() == nil; first = false {
 		if !first {
 			w.mu.Lock()
@@ -70,12 +86,14 @@ func (w *Watcher) run(ctx context.Context, cli *clientv3.Client) {
 			case <-time.After(100 * time.Millisecond):
 			}
 		}
+		sctx, stream := context.WithCancel(ctx)
 		w.mu.Lock()
-		from := w.last + 1
+		from, cli := w.last+1, w.cli
+		w.stream = stream
 		w.mu.Unlock()
 		// RequireLeader ends the stream when the member loses its leader,
 		// so a partitioned member's watch reconnects rather than waits.
-		wctx := clientv3.WithRequireLeader(ctx)
+		wctx := clientv3.WithRequireLeader(sctx)
 		for resp := range cli.Watch(wctx, Prefix, clientv3.WithPrefix(), clientv3.WithRev(from), clientv3.WithProgressNotify()) {
 			if resp.CompactRevision != 0 {
 				w.problem("watch from revision %d was compacted (compact revision %d): events are lost to this watcher", from, resp.CompactRevision)
@@ -88,6 +106,7 @@ func (w *Watcher) run(ctx context.Context, cli *clientv3.Client) {
 			}
 			w.add(resp)
 		}
+		stream()
 	}
 }
 
