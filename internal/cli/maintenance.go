@@ -7,6 +7,7 @@ import (
 	"github.com/mattn/go-isatty"
 	"github.com/spf13/cobra"
 
+	"github.com/etcdkit/etcdkit/internal/connect"
 	"github.com/etcdkit/etcdkit/internal/ops"
 )
 
@@ -34,13 +35,10 @@ Compact first (etcdctl compact REVISION), or there is little to give back.
 After a NOSPACE alarm: compact, defrag, then 'etcdkit alarm disarm'.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := checkFormat(output); err != nil {
-				return err
-			}
 			if o.Timeout < 0 {
 				return usagef("invalid value %v for flag --timeout; it must be positive", o.Timeout)
 			}
-			t, err := a.target(cmd, &cf)
+			t, err := a.clientTarget(cmd, &cf, output)
 			if err != nil {
 				return err
 			}
@@ -118,10 +116,7 @@ func (a *App) alarmListCmd() *cobra.Command {
 		Short: "List raised alarms and the members that raised them",
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := checkFormat(output); err != nil {
-				return err
-			}
-			t, err := a.target(cmd, &cf)
+			t, err := a.clientTarget(cmd, &cf, output)
 			if err != nil {
 				return err
 			}
@@ -152,10 +147,7 @@ it again. Refuses to clear CORRUPT, which means a member must be replaced,
 unless --force.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := checkFormat(output); err != nil {
-				return err
-			}
-			t, err := a.target(cmd, &cf)
+			t, err := a.clientTarget(cmd, &cf, output)
 			if err != nil {
 				return err
 			}
@@ -185,6 +177,15 @@ func alarmTable(as []ops.Alarm) *table {
 		tb.add(dash(al.Member), al.MemberID, al.Alarm)
 	}
 	return tb
+}
+
+// clientTarget checks -o and resolves the connection, before a client
+// command touches the cluster.
+func (a *App) clientTarget(cmd *cobra.Command, cf *clientFlags, output string) (*connect.Target, error) {
+	if err := checkFormat(output); err != nil {
+		return nil, err
+	}
+	return a.target(cmd, cf)
 }
 
 // errIsTerminal says whether progress lines would reach a person.

@@ -13,13 +13,7 @@ import (
 // machinery that passes every scenario is run against deliberately broken
 // behaviour, and must report it.
 func TestCheckerCatchesBrokenBehaviour(t *testing.T) {
-	mode, err := ModeFromEnv()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if mode.Name == "off" || testing.Short() {
-		t.Skipf("%s=off or -short", EnvMode)
-	}
+	mode := suiteMode(t)
 	mode.Scale = 1
 	t.Setenv(EnvArtifacts, t.TempDir())
 

@@ -11,13 +11,7 @@ import (
 // smallest cluster, with one seed; with ETCDKIT_ROBUSTNESS=full every
 // scenario, every size, three seeds.
 func TestScenarios(t *testing.T) {
-	mode, err := ModeFromEnv()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if mode.Name == "off" || testing.Short() {
-		t.Skipf("%s=off or -short", EnvMode)
-	}
+	mode := suiteMode(t)
 	for _, s := range Scenarios() {
 		if !s.Quick && !mode.AllScenarios {
 			continue
@@ -63,13 +57,7 @@ func runAndRecord(t *testing.T, s Scenario, n int, seed int64, mode Mode) {
 // middle of a history (what certificate rotation needs) loses nothing and
 // keeps the history checkable.
 func TestRedial(t *testing.T) {
-	mode, err := ModeFromEnv()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if mode.Name == "off" || testing.Short() {
-		t.Skipf("%s=off or -short", EnvMode)
-	}
+	mode := suiteMode(t)
 	mode.Scale = 1
 	res := RunScenario(t, Scenario{Name: "redial", Summary: "test of Env.Redial", Run: func(e *Env) {
 		e.WaitWrites(100)
@@ -79,4 +67,18 @@ func TestRedial(t *testing.T) {
 	if !res.OK() || res.WatchReconnects < 4 {
 		t.Fatalf("after a redial: %+v", res)
 	}
+}
+
+// suiteMode is the mode from the environment; it skips the test when the
+// suite is off (or under -short).
+func suiteMode(t *testing.T) Mode {
+	t.Helper()
+	mode, err := ModeFromEnv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mode.Name == "off" || testing.Short() {
+		t.Skipf("%s=off or -short", EnvMode)
+	}
+	return mode
 }
