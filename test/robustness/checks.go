@@ -53,15 +53,24 @@ func putsByValue(events []Event) (map[string]watched, []string) {
 }
 
 // Resolve prepares a history for the linearizability check. Every write
-// in the phase shows up in the watch (the watch check proves it), so a put
-// whose outcome was unknown either appears there, at a revision, and is
-// settled as applied, or does not, and was not applied. A refused write
-// must not appear. Reads and keepalives whose outcome is unknown say
-// nothing and are dropped; deletes and revocations in doubt stay in doubt
-// (the model tries both outcomes).
+// in the phase shows up in the watch (the watch check proves it), so a
+// write whose outcome was unknown can mostly be settled from it:
+//
+//   - a put (or txn) whose unique value appears was applied at that
+//     revision; one whose value never appears was not applied;
+//   - a delete in doubt matters only if it deleted something, which left a
+//     DELETE event no acknowledged request accounts for: with no such event
+//     it changed nothing and is dropped; with one that only it can explain,
+//     it is settled as applied there; otherwise it stays in doubt.
+//
+// A refused write must not appear. Reads, keepalives and lease grants
+// whose outcome is unknown say nothing and are dropped; revocations in
+// doubt stay in doubt (the model tries both outcomes). Few requests left in
+// doubt keep porcupine's search small.
 func Resolve(ops []Op, events []Event) (out []Op, resolved, notApplied int, problems []string) {
 	seen, problems := putsByValue(events)
-	for _, op := range ops {
+	deletes := unclaimedDeletes(ops, events)
+	for i, op := range ops {
 		switch op.Req.Kind {
 		case KindKeepAlive:
 			continue
@@ -93,7 +102,21 @@ func Resolve(ops []Op, events []Event) (out []Op, resolved, notApplied int, prob
 				op.Resolved = "watch"
 				resolved++
 			}
-		case KindDelete, KindLeaseRevoke:
+		case KindDelete:
+			if op.Resp.Status != StatusUnknown {
+				break
+			}
+			switch e, n := deletes.settle(i); {
+			case n == 0:
+				notApplied++
+				continue
+			case e != nil:
+				op.Resp = Response{Status: StatusOK, Rev: e.Rev, Deleted: 1}
+				op.Return = max(op.Call, e.At)
+				op.Resolved = "watch"
+				resolved++
+			}
+		case KindLeaseRevoke:
 			if op.Resp.Status == StatusFailed && op.Resp.Err != errLeaseNotFound {
 				continue
 			}
@@ -101,6 +124,55 @@ func Resolve(ops []Op, events []Event) (out []Op, resolved, notApplied int, prob
 		out = append(out, op)
 	}
 	return out, resolved, notApplied, problems
+}
+
+// deleteClaims pairs DELETE events no acknowledged request accounts for
+// with the requests in doubt that could have caused them.
+type deleteClaims struct {
+	byOp    map[int][]*Event // op index -> events it could explain
+	byEvent map[*Event][]int // event -> ops that could explain it
+}
+
+func unclaimedDeletes(ops []Op, events []Event) deleteClaims {
+	claimed := map[int64]bool{}
+	for _, op := range ops {
+		if op.Resp.Status != StatusOK {
+			continue
+		}
+		switch {
+		case op.Req.Kind == KindDelete && op.Resp.Deleted > 0,
+			op.Req.Kind == KindLeaseRevoke,
+			op.Req.Kind == KindOpaque && op.Req.Delete:
+			claimed[op.Resp.Rev] = true
+		}
+	}
+	c := deleteClaims{byOp: map[int][]*Event{}, byEvent: map[*Event][]int{}}
+	for ei := range events {
+		e := &events[ei]
+		if !e.Delete || claimed[e.Rev] || keyIndex(e.Key) < 0 {
+			continue
+		}
+		for i, op := range ops {
+			if op.Resp.Status != StatusUnknown || op.Call > e.At {
+				continue
+			}
+			if (op.Req.Kind == KindDelete && keyName(op.Req.Key) == e.Key) || op.Req.Kind == KindLeaseRevoke {
+				c.byOp[i] = append(c.byOp[i], e)
+				c.byEvent[e] = append(c.byEvent[e], i)
+			}
+		}
+	}
+	return c
+}
+
+// settle says how many events op i could explain, and the event when it
+// is the only one and op i the only request that could explain it.
+func (c deleteClaims) settle(i int) (*Event, int) {
+	evs := c.byOp[i]
+	if len(evs) == 1 && len(c.byEvent[evs[0]]) == 1 {
+		return evs[0], 1
+	}
+	return nil, len(evs)
 }
 
 // LinearizationResult is porcupine's verdict.

@@ -135,22 +135,38 @@ func TestResolve(t *testing.T) {
 		add(1, 0, 1, put(1, "never"), unknown()).
 		add(2, 0, 1, Request{Kind: KindPut, Key: 2, Value: "refused", Lease: 5}, Response{Status: StatusFailed, Err: errLeaseNotFound}).
 		add(3, 0, 1, get(0), unknown()).
-		add(3, 2, 3, del(4), unknown())
-	events := []Event{{Rev: 2, Key: keyName(0), Value: "seen", At: 5 * time.Millisecond}}
+		add(3, 2, 3, del(4), unknown()). // deleted nothing: no event
+		add(4, 2, 3, del(3), unknown()). // the only one that can explain k3's delete
+		add(5, 2, 3, del(5), unknown()). // two deletes of k5 in doubt, one event:
+		add(6, 2, 3, del(5), unknown())  // both stay in doubt
+	events := []Event{
+		{Rev: 2, Key: keyName(0), Value: "seen", At: 5 * time.Millisecond},
+		{Rev: 3, Key: keyName(3), Delete: true, At: 6 * time.Millisecond},
+		{Rev: 4, Key: keyName(5), Delete: true, At: 7 * time.Millisecond},
+	}
 	out, resolved, notApplied, problems := Resolve(ops, events)
-	if resolved != 1 || notApplied != 1 || len(problems) != 0 {
+	if resolved != 2 || notApplied != 2 || len(problems) != 0 {
 		t.Fatalf("resolved %d, not applied %d, problems %v", resolved, notApplied, problems)
 	}
-	if len(out) != 2 || out[0].Resp.Rev != 2 || out[0].Resp.Status != StatusOK || out[0].Return != 5*time.Millisecond || out[1].Req.Kind != KindDelete {
+	if len(out) != 4 {
 		t.Fatalf("resolved history: %v", out)
 	}
+	if p := out[0]; p.Resp.Rev != 2 || p.Resp.Status != StatusOK || p.Return != 5*time.Millisecond {
+		t.Fatalf("put in doubt: %v", p)
+	}
+	if d := out[1]; d.Req.Key != 3 || d.Resp.Status != StatusOK || d.Resp.Rev != 3 || d.Resp.Deleted != 1 {
+		t.Fatalf("delete in doubt: %v", d)
+	}
+	if out[2].Resp.Status != StatusUnknown || out[3].Resp.Status != StatusUnknown {
+		t.Fatalf("ambiguous deletes were settled: %v", out[2:])
+	}
 	// A refused write that shows up anyway is a violation.
-	_, _, _, problems = Resolve(ops, append(events, Event{Rev: 3, Key: keyName(2), Value: "refused"}))
+	_, _, _, problems = Resolve(ops, append(events, Event{Rev: 5, Key: keyName(2), Value: "refused"}))
 	if len(problems) != 1 || !strings.Contains(problems[0], "refused") {
 		t.Fatalf("problems: %v", problems)
 	}
 	// A value applied twice is a violation.
-	_, _, _, problems = Resolve(ops, append(events, Event{Rev: 3, Key: keyName(0), Value: "seen"}))
+	_, _, _, problems = Resolve(ops, append(events, Event{Rev: 5, Key: keyName(0), Value: "seen"}))
 	if len(problems) != 1 || !strings.Contains(problems[0], "twice") {
 		t.Fatalf("problems: %v", problems)
 	}
