@@ -4,10 +4,12 @@
 //	go run ./test/robustness/cmd/report                 # every scenario and size, 3 seeds
 //	go run ./test/robustness/cmd/report -quick          # the quick set, 1 seed
 //	go run ./test/robustness/cmd/report -run partition  # scenarios whose name matches
+//	go run ./test/robustness/cmd/report -render         # re-render from the kept results
 //
 // It runs `go test` on the suite (the scenarios need the test binary's
-// helpers) with ETCDKIT_ROBUSTNESS_RESULTS set, then renders the results.
-// It exits 1 when any run found a violation; the report is written anyway.
+// helpers) with ETCDKIT_ROBUSTNESS_RESULTS set, keeps the raw results
+// beside the report (docs/reliability.jsonl), then renders them. It exits
+// 1 when any run found a violation; the report is written anyway.
 package main
 
 import (
@@ -38,6 +40,8 @@ func run(args []string, log io.Writer) int {
 	seeds := fs.String("seeds", "", "comma-separated seeds (default 1,2,3; with -quick 1)")
 	filter := fs.String("run", "", "only scenarios whose name matches this regular expression")
 	out := fs.String("out", "docs/reliability.md", "the report to write, relative to the module root")
+	resultsFile := fs.String("results", "docs/reliability.jsonl", "where the raw results (JSON lines) are kept, relative to the module root")
+	renderOnly := fs.Bool("render", false, "do not run anything: render the report from the kept results")
 	timeout := fs.Duration("timeout", 3*time.Hour, "go test's -timeout")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -57,53 +61,31 @@ func run(args []string, log io.Writer) int {
 		fmt.Fprintln(log, err)
 		return 1
 	}
-	tmp, err := os.MkdirTemp("", "etcdkit-report-")
-	if err != nil {
-		fmt.Fprintln(log, err)
-		return 1
-	}
-	defer os.RemoveAll(tmp)
-	results := filepath.Join(tmp, "results.jsonl")
-
+	results := filepath.Join(root, *resultsFile)
 	mode := "full"
 	if *quick {
 		mode = "quick"
 	}
-	pattern := "^TestScenarios$"
-	if *filter != "" {
-		pattern += "/" + *filter
-	}
-	goArgs := []string{"test", "./test/robustness/", "-run", pattern, "-count=1", "-timeout", timeout.String(), "-v"}
-	cmd := exec.Command("go", goArgs...)
-	cmd.Dir = root
-	cmd.Env = append(os.Environ(), robustness.EnvMode+"="+mode, robustness.EnvResults+"="+results)
-	if *seeds != "" {
-		cmd.Env = append(cmd.Env, robustness.EnvSeeds+"="+*seeds)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		fmt.Fprintln(log, err)
-		return 1
-	}
-	cmd.Stderr = cmd.Stdout
+	var testErr error
 	began := time.Now()
-	fmt.Fprintf(log, "running: %s=%s go %s\n", robustness.EnvMode, mode, strings.Join(goArgs, " "))
-	if err := cmd.Start(); err != nil {
-		fmt.Fprintln(log, err)
-		return 1
+	if !*renderOnly {
+		if err := os.WriteFile(results, nil, 0o644); err != nil {
+			fmt.Fprintln(log, err)
+			return 1
+		}
+		testErr = runSuite(root, mode, *filter, *seeds, results, *timeout, log)
 	}
-	progress(stdout, log)
-	testErr := cmd.Wait()
-
 	rs, err := robustness.ReadResults(results)
 	if err != nil {
 		fmt.Fprintf(log, "no results: %v (go test: %v)\n", err, testErr)
 		return 1
 	}
-	command := "go run ./test/robustness/cmd/report " + strings.Join(args, " ")
-	md := robustness.Markdown(rs, robustness.ReportInfo{
-		Command: strings.TrimSpace(command), Mode: mode, Date: time.Now(), Machine: machine(), Duration: time.Since(began),
-	})
+	info := robustness.ReportInfo{Command: strings.TrimSpace("go run ./test/robustness/cmd/report " + strings.Join(args, " ")),
+		Mode: mode, Date: time.Now(), Machine: machine(), Duration: time.Since(began)}
+	if *renderOnly {
+		info = reportInfoOf(rs, info)
+	}
+	md := robustness.Markdown(rs, info)
 	path := filepath.Join(root, *out)
 	if err := fsutil.WriteFile(path, md, fsutil.PublicFile); err != nil {
 		fmt.Fprintln(log, err)
@@ -120,6 +102,50 @@ func run(args []string, log io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// runSuite runs the scenarios with go test, appending each result to
+// results.
+func runSuite(root, mode, filter, seeds, results string, timeout time.Duration, log io.Writer) error {
+	pattern := "^TestScenarios$"
+	if filter != "" {
+		pattern += "/" + filter
+	}
+	goArgs := []string{"test", "./test/robustness/", "-run", pattern, "-count=1", "-timeout", timeout.String(), "-v"}
+	cmd := exec.Command("go", goArgs...)
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), robustness.EnvMode+"="+mode, robustness.EnvResults+"="+results)
+	if seeds != "" {
+		cmd.Env = append(cmd.Env, robustness.EnvSeeds+"="+seeds)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	cmd.Stderr = cmd.Stdout
+	fmt.Fprintf(log, "running: %s=%s go %s\n", robustness.EnvMode, mode, strings.Join(goArgs, " "))
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	progress(stdout, log)
+	return cmd.Wait()
+}
+
+// reportInfoOf describes a re-rendered run from its results.
+func reportInfoOf(rs []robustness.Result, info robustness.ReportInfo) robustness.ReportInfo {
+	var first, last time.Time
+	for _, r := range rs {
+		if first.IsZero() || r.Started.Before(first) {
+			first = r.Started
+		}
+		if end := r.Started.Add(time.Duration(r.Duration)); end.After(last) {
+			last = end
+		}
+		info.Mode = r.Mode
+	}
+	info.Command = "go run ./test/robustness/cmd/report (rendered again with -render)"
+	info.Date, info.Duration = last, last.Sub(first)
+	return info
 }
 
 // progress passes on the lines of go test's output that say where it is.
