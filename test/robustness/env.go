@@ -314,7 +314,7 @@ func (e *Env) beginPhase() {
 		}
 		init = State{Rev: r.Header.Revision}
 		for _, kv := range kvsOf(r) {
-			init.Keys[kv.Key] = keyState{Value: kv.Value, Mod: kv.Mod}
+			init.Keys[kv.Key] = keyState{Value: kv.Value, Mod: kv.Mod, Lease: kv.Lease}
 		}
 		return nil
 	}); err != nil {
@@ -384,19 +384,20 @@ func (e *Env) endPhase() {
 	wctx, cancel := context.WithTimeout(e.Ctx, 2*time.Minute)
 	for _, w := range p.watchers {
 		if err := w.WaitFor(wctx, p.data.EndRev); err != nil {
+			e.result.WatchOK = false
 			e.Problem("watch: %v", err)
 		}
 	}
 	cancel()
 	e.stopPhase(p)
 	p.data.Ops = p.rec.Ops()
-	e.checkPhase(&p.data, p.rec.Start)
+	e.checkPhase(&p.data)
 	e.done = append(e.done, &p.data)
 	e.phase = nil
 }
 
 // checkPhase runs the linearizability, watch and lost-write checks.
-func (e *Env) checkPhase(d *PhaseData, start time.Time) {
+func (e *Env) checkPhase(d *PhaseData) {
 	e.T.Helper()
 	r := e.result
 	r.Phases++
