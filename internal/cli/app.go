@@ -117,6 +117,8 @@ Start with:  etcdkit up          a secure 3-member cluster on this machine`,
 		a.statusCmd(),
 		a.snapshotCmd(),
 		a.clusterCmd(),
+		a.configCmd(),
+		a.pkiCmd(),
 		a.defragCmd(),
 		a.alarmCmd(),
 	)

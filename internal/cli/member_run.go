@@ -18,11 +18,15 @@ func (a *App) memberRunCmd() *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "run --config FILE",
-		Short: "Run one etcd member (embedded etcd) from an etcd config file; systemd-ready",
+		Short: "Run one etcd member (embedded etcd) from an etcd config file or ETCD_* env file; systemd-ready",
 		Long: `Runs one etcd member in this process from etcd's own config-file format (the
-keys 'etcd --config-file' reads). The file is validated first, and every
-problem is reported with its key; certificate files must exist and private
-keys must not be readable by others.
+keys 'etcd --config-file' reads), or from an environment file of ETCD_*
+variables such as /etc/etcd/etcd.conf (detected by content; each variable is
+read as etcd reads it, ETCD_CERT_FILE as client-transport-security.cert-file).
+The file is validated first, and every problem is reported with its key or
+variable and line; unknown and removed variables are errors with a "did you
+mean"; certificate files must exist and private keys must not be readable by
+others.
 
 With systemd (Type=notify) it sends READY=1 once the member has joined its
 cluster and serves clients, and STOPPING=1 on shutdown. SIGTERM or SIGINT
@@ -54,7 +58,7 @@ stops it cleanly (exit 0).`,
 			})
 		},
 	}
-	cmd.Flags().StringVar(&configPath, "config", "", "etcd config file (YAML, as etcd --config-file)")
+	cmd.Flags().StringVar(&configPath, "config", "", "etcd config file: YAML (as etcd --config-file) or ETCD_* environment file")
 	cmd.Flags().BoolVar(&insecureHTTP, "insecure-http", false, "allow plain-HTTP URLs on loopback addresses (never on others)")
 	_ = cmd.MarkFlagFilename("config", "yaml", "yml", "conf")
 	return cmd

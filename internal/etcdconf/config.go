@@ -60,6 +60,10 @@ type Config struct {
 
 	// Extra holds every other etcd key, by its file name, as parsed.
 	Extra map[string]any `json:"-"`
+
+	// origin is where each key was set, for messages; nil for a config
+	// built in code.
+	origin *origin
 }
 
 // Security is a client-transport-security or peer-transport-security block.

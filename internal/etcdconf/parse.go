@@ -22,6 +22,8 @@ type FieldError struct {
 	Line int // 0 when unknown
 	Key  string
 	Msg  string
+	// Rule is the stable id `etcdkit config lint` reports the problem under.
+	Rule string
 }
 
 func (e *FieldError) Error() string {
@@ -40,7 +42,16 @@ func (e *FieldError) Error() string {
 	return e.Msg
 }
 
-// Load reads an etcd config file.
+// Rule ids of the problems parsing reports.
+const (
+	RuleSyntax       = "syntax"
+	RuleUnknownKey   = "unknown-key"
+	RuleInvalidValue = "invalid-value"
+	RuleRemoved      = "removed-setting"
+)
+
+// Load reads an etcd config file: etcd's YAML format, or an ETCD_*
+// environment file (detected by content).
 func Load(path string) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -49,36 +60,57 @@ func Load(path string) (*Config, error) {
 	return Parse(path, data)
 }
 
-// Parse reads etcd's YAML config format. name is used in messages. Every
-// problem is reported, each with its key; unknown keys are errors with a
-// suggestion, because etcd silently ignores them and a typo such as
-// "client-cert-auth" misspelled turns authentication off.
+// Parse reads etcd's YAML config format, or an environment file of ETCD_*
+// variables as a systemd EnvironmentFile= holds (detected by content). name
+// is used in messages. Every problem is reported, each with its key (or
+// variable) and line; unknown keys are errors with a suggestion, because
+// etcd silently ignores them and a typo such as "client-cert-auth"
+// misspelt turns authentication off.
 func Parse(name string, data []byte) (*Config, error) {
+	c, problems := ParseAll(name, data)
+	if len(problems) > 0 {
+		errs := make([]error, len(problems))
+		for i, p := range problems {
+			errs[i] = p
+		}
+		return nil, errors.Join(errs...)
+	}
+	return c, nil
+}
+
+// ParseAll is Parse that keeps going: it returns the config built from
+// every key that parsed (nil only when the file is not a config at all),
+// and every problem. `config lint` reports them all.
+func ParseAll(name string, data []byte) (*Config, []*FieldError) {
 	if len(bytes.TrimSpace(data)) == 0 {
-		return nil, &FieldError{File: name, Msg: "the file is empty"}
+		return nil, []*FieldError{{File: name, Msg: "the file is empty", Rule: RuleSyntax}}
+	}
+	if IsEnvFile(data) {
+		return parseEnv(name, data)
 	}
 	jsonData, err := yaml.YAMLToJSON(data)
 	if err != nil {
-		return nil, &FieldError{File: name, Msg: "not valid YAML: " + err.Error()}
+		return nil, []*FieldError{{File: name, Msg: "not valid YAML: " + err.Error(), Rule: RuleSyntax}}
 	}
 	var raw map[string]any
 	dec := json.NewDecoder(bytes.NewReader(jsonData))
 	dec.UseNumber()
 	if err := dec.Decode(&raw); err != nil || raw == nil {
-		return nil, &FieldError{File: name, Msg: "not an etcd config file: the top level must be a mapping of keys to values"}
+		return nil, []*FieldError{{File: name, Msg: "not an etcd config file: the top level must be a mapping of keys to values (or NAME=VALUE lines of an environment file)", Rule: RuleSyntax}}
 	}
-	return fromMap(name, data, raw)
+	c := &Config{origin: &origin{keys: yamlPositions(data)}}
+	return c, c.fromMap(name, raw)
 }
 
-// fromMap builds a Config from parsed keys; the env-file reader shares it.
-func fromMap(name string, src []byte, raw map[string]any) (*Config, error) {
-	var errs []error
-	fail := func(key, format string, args ...any) {
-		errs = append(errs, &FieldError{File: name, Line: LineOf(src, key), Key: key, Msg: fmt.Sprintf(format, args...)})
+// fromMap fills c from parsed keys; the environment-file reader shares it.
+func (c *Config) fromMap(name string, raw map[string]any) []*FieldError {
+	var errs []*FieldError
+	fail := func(rule, key, format string, args ...any) {
+		line, shown := c.locate(key, nil)
+		errs = append(errs, &FieldError{File: name, Line: line, Key: shown, Msg: fmt.Sprintf(format, args...), Rule: rule})
 	}
 	typed := typedKeys()
 	typedPart := map[string]any{}
-	c := &Config{}
 	for _, k := range sortedKeys(raw) {
 		v := raw[k]
 		switch {
@@ -86,16 +118,19 @@ func fromMap(name string, src []byte, raw map[string]any) (*Config, error) {
 			m, ok := v.(map[string]any)
 			if !ok {
 				if v != nil {
-					fail(k, "must be a mapping of %s", strings.Join(securityKeys, ", "))
+					fail(RuleInvalidValue, k, "must be a mapping of %s", strings.Join(securityKeys, ", "))
 				}
 				continue
 			}
+			good := map[string]any{}
 			for _, sk := range sortedKeys(m) {
 				if !IsSecurityKey(sk) {
-					fail(k+"."+sk, "unknown key%s", didYouMean(sk, securityKeys))
+					fail(RuleUnknownKey, k+"."+sk, "unknown key%s", didYouMean(sk, securityKeys))
+					continue
 				}
+				good[sk] = m[sk]
 			}
-			typedPart[k] = v
+			typedPart[k] = good
 		case typed[k]:
 			typedPart[k] = v
 		case k == extensionsKey:
@@ -106,24 +141,36 @@ func fromMap(name string, src []byte, raw map[string]any) (*Config, error) {
 			}
 			c.Extra[k] = v
 		default:
-			fail(k, "unknown key%s", didYouMean(k, KnownKeys()))
+			fail(RuleUnknownKey, k, "unknown key%s", didYouMean(k, KnownKeys()))
 		}
 	}
-	// Decode the typed part key by key so a type error names its key.
+	// Decode the typed part key by key so a type error names its key; a
+	// security block field by field for the same reason.
 	for _, k := range sortedKeys(typedPart) {
-		one, _ := json.Marshal(map[string]any{k: typedPart[k]})
-		dec := json.NewDecoder(bytes.NewReader(one))
-		if k == extensionsKey {
-			dec.DisallowUnknownFields()
+		if m, ok := typedPart[k].(map[string]any); ok && (k == "client-transport-security" || k == "peer-transport-security") {
+			for _, sk := range sortedKeys(m) {
+				if err := decodeKey(c, map[string]any{k: map[string]any{sk: m[sk]}}, false); err != nil {
+					fail(RuleInvalidValue, k+"."+sk, "%s", typeMessage(err))
+				}
+			}
+			continue
 		}
-		if err := dec.Decode(c); err != nil {
-			fail(k, "%s", typeMessage(err))
+		if err := decodeKey(c, map[string]any{k: typedPart[k]}, k == extensionsKey); err != nil {
+			fail(RuleInvalidValue, k, "%s", typeMessage(err))
 		}
 	}
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
+	return errs
+}
+
+// decodeKey decodes one key into c, merging a security block field into
+// what is already there.
+func decodeKey(c *Config, one map[string]any, strict bool) error {
+	b, _ := json.Marshal(one)
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if strict {
+		dec.DisallowUnknownFields()
 	}
-	return c, nil
+	return dec.Decode(c)
 }
 
 func typeMessage(err error) string {
@@ -209,6 +256,11 @@ func (c *Config) Marshal() ([]byte, error) {
 		return nil, err
 	}
 	for k, v := range c.Extra {
+		// etcd's file wants integer nanoseconds where its field is a
+		// time.Duration: write a "10m" the operator wrote as etcd reads it.
+		if nv, err := normalize(k, v); err == nil {
+			v = nv
+		}
 		m[k] = v
 	}
 	return yaml.Marshal(m)

@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -105,9 +106,12 @@ func Run(ctx context.Context, o Options) error {
 	}
 	lg := e.GetLogger()
 	defer func() {
-		_ = notify(daemon.SdNotifyStopping)
+		_ = notify(daemon.SdNotifyStopping + "\nSTATUS=stopping")
 		e.Close()
 	}()
+	// A member of a new cluster waits here for a quorum of its peers; say so
+	// in `systemctl status`.
+	_ = notify("STATUS=starting: waiting to join the cluster (a new cluster needs a quorum of its members started)")
 
 	select {
 	case <-e.Server.ReadyNotify():
@@ -121,7 +125,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 	// embed never calls sd_notify (etcdmain does): tell systemd only now,
 	// when the member has joined its cluster and serves clients.
-	if err := notify(daemon.SdNotifyReady); err != nil {
+	if err := notify(daemon.SdNotifyReady + "\nSTATUS=serving clients on " + urlList(cfg.AdvertiseClientUrls)); err != nil {
 		lg.Warn("sd_notify READY failed", zap.Error(err))
 	}
 	lg.Info("member is ready and serving clients", zap.String("name", cfg.Name))
@@ -144,6 +148,14 @@ func Run(ctx context.Context, o Options) error {
 	case <-e.Server.StopNotify():
 		return fmt.Errorf("%s: %w", who, stopCause(e))
 	}
+}
+
+func urlList(us []url.URL) string {
+	parts := make([]string, len(us))
+	for i, u := range us {
+		parts[i] = u.String()
+	}
+	return strings.Join(parts, ",")
 }
 
 func stopCause(e *embed.Etcd) error {

@@ -59,6 +59,10 @@ const (
 type Profile struct {
 	KeyUsage    x509.KeyUsage
 	ExtKeyUsage []x509.ExtKeyUsage
+	// Exact keeps KeyUsage as given. Otherwise key encipherment is dropped
+	// for keys that cannot encipher (ECDSA, Ed25519); cfssl profiles and
+	// renewals set it so the new certificate says what the old one said.
+	Exact bool
 }
 
 // Profiles maps each role to its usages; cfssl's "peer", "server" and
@@ -80,12 +84,18 @@ type CA struct {
 	Bundle []*x509.Certificate
 	// Now is the issuing clock; nil means time.Now.
 	Now func() time.Time
+	// Chain is appended after every leaf this CA issues. During a CA
+	// rotation it holds the new CA cross-signed by the old one, so members
+	// that still trust only the old CA verify the new leaves.
+	Chain []*x509.Certificate
 }
 
 // CARequest describes a new CA.
 type CARequest struct {
 	CommonName   string
 	Organization []string
+	// Subject, when set, is the whole subject (cfssl's "names").
+	Subject      *pkix.Name
 	KeyAlgorithm KeyAlgorithm
 	Validity     time.Duration
 	// NotBefore defaults to the clock minus a few minutes.
@@ -113,9 +123,14 @@ func NewCA(req CARequest) (*CA, error) {
 	if err != nil {
 		return nil, err
 	}
+	subject := pkix.Name{CommonName: req.CommonName, Organization: req.Organization}
+	if req.Subject != nil {
+		subject = *req.Subject
+		subject.CommonName = req.CommonName
+	}
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: req.CommonName, Organization: req.Organization},
+		Subject:               subject,
 		NotBefore:             notBefore,
 		NotAfter:              notBefore.Add(req.Validity),
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
@@ -138,6 +153,12 @@ type LeafRequest struct {
 	Role         Role
 	CommonName   string
 	Organization []string
+	// Subject, when set, is the whole subject (cfssl's "names"); CommonName
+	// still names the certificate in messages.
+	Subject *pkix.Name
+	// RawSubject, when set, is copied byte for byte: a renewal keeps the
+	// subject exactly as it was, whoever wrote it.
+	RawSubject []byte
 	// Hosts are the subject alternative names: IP addresses and DNS names.
 	Hosts        []string
 	KeyAlgorithm KeyAlgorithm
@@ -157,6 +178,9 @@ type LeafRequest struct {
 type Leaf struct {
 	Cert *x509.Certificate
 	Key  crypto.Signer
+	// Chain is written after the certificate: intermediates a verifier
+	// needs to reach a root it trusts.
+	Chain []*x509.Certificate
 }
 
 // Issue signs a leaf certificate.
@@ -193,15 +217,26 @@ func (ca *CA) Issue(req LeafRequest) (*Leaf, error) {
 	}
 	ips, dns := SplitHosts(req.Hosts)
 	keyUsage := profile.KeyUsage
-	if _, isRSA := pub.(*rsa.PublicKey); !isRSA {
+	if _, isRSA := pub.(*rsa.PublicKey); !isRSA && !profile.Exact {
 		// Key encipherment only means something for RSA key transport.
 		keyUsage &^= x509.KeyUsageKeyEncipherment
 	}
+	subject := pkix.Name{CommonName: req.CommonName, Organization: req.Organization}
+	if req.Subject != nil {
+		subject = *req.Subject
+	}
+	notAfter := notBefore.Add(req.Validity)
+	if notAfter.After(ca.Cert.NotAfter) {
+		// A leaf never outlives its CA: verifiers reject it from then on,
+		// and a date the certificate cannot keep only misleads.
+		notAfter = ca.Cert.NotAfter
+	}
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: req.CommonName, Organization: req.Organization},
+		Subject:               subject,
+		RawSubject:            req.RawSubject,
 		NotBefore:             notBefore,
-		NotAfter:              notBefore.Add(req.Validity),
+		NotAfter:              notAfter,
 		KeyUsage:              keyUsage,
 		ExtKeyUsage:           slices.Clone(profile.ExtKeyUsage),
 		BasicConstraintsValid: true,
@@ -216,6 +251,7 @@ func (ca *CA) Issue(req LeafRequest) (*Leaf, error) {
 	if err != nil {
 		return nil, err
 	}
+	leaf.Chain = slices.Clone(ca.Chain)
 	return leaf, nil
 }
 

@@ -33,3 +33,33 @@ func HostsForURLs(urls ...string) []string {
 	add("127.0.0.1")
 	return hosts
 }
+
+// DefaultHosts completes the hosts of a server or peer certificate the way
+// each layout's own tool does. kubeadm: the node name, localhost, the
+// advertise address(es), 127.0.0.1 and ::1 (kubeadm's GetEtcdAltNames).
+// cfssl: what was asked, plus localhost and 127.0.0.1 so a member's local
+// health checks verify. Client certificates get exactly what was asked.
+func DefaultHosts(layout Layout, role Role, nodeName string, hosts []string) []string {
+	if role == RoleClient {
+		return hosts
+	}
+	var out []string
+	add := func(h string) {
+		if h != "" && !slices.Contains(out, h) {
+			out = append(out, h)
+		}
+	}
+	if layout == LayoutKubeadm {
+		add(nodeName)
+		add("localhost")
+	}
+	for _, h := range hosts {
+		add(h)
+	}
+	add("localhost")
+	add("127.0.0.1")
+	if layout == LayoutKubeadm {
+		add("::1")
+	}
+	return out
+}

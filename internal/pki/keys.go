@@ -136,7 +136,8 @@ func ParseKey(data []byte) (crypto.Signer, error) {
 			k, err = x509.ParseECPrivateKey(block.Bytes)
 		case "RSA PRIVATE KEY":
 			k, err = x509.ParsePKCS1PrivateKey(block.Bytes)
-		case "PRIVATE KEY":
+		case "PRIVATE KEY", "Ed25519 PRIVATE KEY":
+			// cfssl writes Ed25519 keys as PKCS#8 under its own label.
 			k, err = x509.ParsePKCS8PrivateKey(block.Bytes)
 		case "EC PARAMETERS":
 			continue

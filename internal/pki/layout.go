@@ -3,6 +3,8 @@ package pki
 import (
 	"fmt"
 	"path/filepath"
+
+	"github.com/etcdkit/etcdkit/internal/fsutil"
 )
 
 // Layout is a naming convention for the files of a PKI directory.
@@ -61,4 +63,65 @@ func (l Layout) Leaf(dir string, role Role) Pair {
 func APIServerClient(etcdPKIDir string) Pair {
 	up := filepath.Dir(filepath.Clean(etcdPKIDir))
 	return Pair{Cert: filepath.Join(up, "apiserver-etcd-client.crt"), Key: filepath.Join(up, "apiserver-etcd-client.key")}
+}
+
+// kubeadm's names for the two etcd client identities it creates.
+const (
+	KubeadmHealthcheckClientCN = "kube-etcd-healthcheck-client"
+	KubeadmAPIServerClientCN   = "kube-apiserver-etcd-client"
+	// KubeadmMastersGroup is the organization kubeadm gives both.
+	KubeadmMastersGroup = "system:masters"
+)
+
+// ClientPair is where a client certificate called name goes in dir. The
+// cfssl layout has one client pair; kubeadm has the health-check client in
+// dir and the API server's client one directory up.
+func (l Layout) ClientPair(dir, name string) Pair {
+	if l == LayoutKubeadm && IsAPIServerClientName(name) {
+		return APIServerClient(dir)
+	}
+	return l.Leaf(dir, RoleClient)
+}
+
+// IsAPIServerClientName reports whether a client name means kubeadm's
+// kube-apiserver client, in either of the spellings kubeadm uses.
+func IsAPIServerClientName(name string) bool {
+	return name == KubeadmAPIServerClientCN || name == "apiserver-etcd-client"
+}
+
+// ext is the certificate file extension of the layout.
+func (l Layout) ext() string {
+	if l == LayoutKubeadm {
+		return ".crt"
+	}
+	return ".pem"
+}
+
+// NextCAKey is where a CA rotation keeps the new CA's key until its leaves
+// are issued (kubeadm: ca-next.key, cfssl: ca-next-key.pem).
+func (l Layout) NextCAKey(dir string) string {
+	if l == LayoutKubeadm {
+		return filepath.Join(dir, "ca-next.key")
+	}
+	return filepath.Join(dir, "ca-next-key.pem")
+}
+
+// CrossCert is the new CA certificate signed by the old CA, appended to
+// every leaf issued while a rotation is under way.
+func (l Layout) CrossCert(dir string) string {
+	return filepath.Join(dir, "ca-cross-signed"+l.ext())
+}
+
+// DetectLayout names the layout of an existing PKI directory from its CA
+// file names; an empty or missing directory is cfssl, etcdkit's default.
+func DetectLayout(dir string) (Layout, error) {
+	cfssl := fsutil.Exists(LayoutCfssl.CA(dir).Cert)
+	kubeadm := fsutil.Exists(LayoutKubeadm.CA(dir).Cert)
+	switch {
+	case cfssl && kubeadm:
+		return "", fmt.Errorf("%s has both ca.pem (cfssl layout) and ca.crt (kubeadm layout); say which with --layout", dir)
+	case kubeadm:
+		return LayoutKubeadm, nil
+	}
+	return LayoutCfssl, nil
 }

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
+	"time"
 
 	"github.com/etcdkit/etcdkit/internal/fsutil"
 )
@@ -42,8 +44,8 @@ func WriteCA(p Pair, ca *CA) error {
 	return txn.Commit()
 }
 
-// WriteLeaf writes a leaf certificate and, when it has one, its key, both or
-// neither.
+// WriteLeaf writes a leaf certificate (followed by its chain) and, when it
+// has one, its key, both or neither.
 func WriteLeaf(p Pair, leaf *Leaf) error {
 	var txn fsutil.Txn
 	defer txn.Abort()
@@ -56,7 +58,7 @@ func WriteLeaf(p Pair, leaf *Leaf) error {
 			return err
 		}
 	}
-	if err := txn.Add(p.Cert, EncodeCert(leaf.Cert), fsutil.PublicFile); err != nil {
+	if err := txn.Add(p.Cert, EncodeCert(append([]*x509.Certificate{leaf.Cert}, leaf.Chain...)...), fsutil.PublicFile); err != nil {
 		return err
 	}
 	return txn.Commit()
@@ -70,7 +72,9 @@ func WriteBundle(path string, certs ...*x509.Certificate) error {
 
 // LoadCA reads a CA that can sign. The first certificate in the file whose
 // public key matches the key is the signer; every certificate in the file is
-// in the bundle.
+// in the bundle. While a CA rotation's cross-signed certificate lies beside
+// the CA (and is valid), it is the CA's Chain, so every leaf issued from
+// here, by any command, is trusted by members still trusting the old CA.
 func LoadCA(p Pair) (*CA, error) {
 	certs, err := LoadCerts(p.Cert)
 	if err != nil {
@@ -85,10 +89,24 @@ func LoadCA(p Pair) (*CA, error) {
 			if !c.IsCA {
 				return nil, fmt.Errorf("%s: certificate %q is not a CA (basic constraints CA:FALSE)", p.Cert, c.Subject.CommonName)
 			}
-			return &CA{Cert: c, Key: key, Bundle: certs}, nil
+			return &CA{Cert: c, Key: key, Bundle: certs, Chain: crossChain(p, key)}, nil
 		}
 	}
 	return nil, fmt.Errorf("%s does not match any certificate in %s", p.Key, p.Cert)
+}
+
+// crossChain is the cross-signed certificate of the CA whose key is key,
+// when one lies in the CA's directory and is still valid.
+func crossChain(p Pair, key crypto.Signer) []*x509.Certificate {
+	layout := LayoutCfssl
+	if filepath.Ext(p.Cert) == ".crt" {
+		layout = LayoutKubeadm
+	}
+	certs, err := LoadCerts(layout.CrossCert(filepath.Dir(p.Cert)))
+	if err != nil || !KeyMatches(key, certs[0].PublicKey) || time.Now().After(certs[0].NotAfter) {
+		return nil
+	}
+	return certs[:1]
 }
 
 // LoadCerts reads every certificate of a PEM file.
@@ -117,7 +135,7 @@ func LoadLeaf(p Pair) (*Leaf, error) {
 	if !KeyMatches(key, certs[0].PublicKey) {
 		return nil, fmt.Errorf("%s does not match the certificate in %s", p.Key, p.Cert)
 	}
-	return &Leaf{Cert: certs[0], Key: key}, nil
+	return &Leaf{Cert: certs[0], Key: key, Chain: certs[1:]}, nil
 }
 
 // LoadKey reads a private key file.

@@ -29,6 +29,9 @@ type Cluster struct {
 	DataDir string  `json:"dataDir,omitempty"`
 	Tuning  Tuning  `json:"tuning,omitzero"`
 	Backup  *Backup `json:"backup,omitempty"`
+
+	// lines maps YAML paths to lines of the file the spec was read from.
+	lines map[string]int
 }
 
 // PKI says where certificates live on each host and how they are made.
