@@ -151,6 +151,11 @@ func (c *Cluster) Admin() *clientv3.Client {
 	return c.admin
 }
 
+// redialAdmin drops the admin client, so the next Admin() is built from
+// the files as they are now (a client keeps the CA pool it started with).
+// The old one is closed when the test ends.
+func (c *Cluster) redialAdmin() { c.admin = nil }
+
 func (c *Cluster) leader(ctx context.Context) (string, error) {
 	// Ask only running members: a request to a paused one would hang.
 	var live []string

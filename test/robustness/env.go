@@ -214,13 +214,15 @@ func (e *Env) record(req Request, fn func(ctx context.Context) (Response, error)
 	return resp
 }
 
-// Redial gives the traffic and every watcher new connections built from
-// the cluster's files as they are now, without ending the history: for
+// Redial gives the traffic, every watcher and the scenario's own client
+// new connections built from the cluster's files as they are now, without
+// ending the history: for
 // scenarios that replace certificates (pki renew, rotate-ca) or move
 // members. Requests in flight finish on the old connections.
 func (e *Env) Redial() {
 	e.T.Helper()
 	p := e.phase
+	e.Cluster.redialAdmin()
 	if err := p.traffic.Redial(e.Cluster.Dial); err != nil {
 		e.T.Fatalf("redial the traffic: %v", err)
 	}

@@ -240,7 +240,7 @@ func TestRegistry(t *testing.T) {
 			t.Errorf("scenario %s: sizes %v", s.Name, s.Sizes)
 		}
 	}
-	for _, want := range []string{"kill-leader", "kill-follower", "pause-leader", "partition-leader", "partition-follower", "snapshot-save", "defrag", "cluster-restore", "nospace", "nospace-small-disk"} {
+	for _, want := range []string{"kill-leader", "kill-follower", "pause-leader", "partition-leader", "partition-follower", "snapshot-save", "defrag", "cluster-restore", "nospace", "nospace-small-disk", "pki-renew", "pki-rotate-ca"} {
 		if !names[want] {
 			t.Errorf("scenario %s is not registered", want)
 		}
