@@ -163,7 +163,7 @@ func Markdown(results []Result, info ReportInfo) []byte {
 	fmt.Fprintf(&b, "\n## Latest run\n\n")
 	fmt.Fprintf(&b, "- command: `%s`\n- mode: %s\n- date: %s\n- machine: %s\n- wall time: %s\n\n",
 		info.Command, info.Mode, info.Date.UTC().Format("2006-01-02 15:04 UTC"), info.Machine, info.Duration.Round(time.Second))
-	b.WriteString("| scenario | members | seeds | requests | succeeded | failed | unknown (settled) | linearizable | lost writes | watch | healthy, HashKV | time to recover (max) |\n")
+	b.WriteString("| scenario | members | seeds | requests | succeeded | failed | unknown (settled by the watch) | linearizable | lost writes | watch | healthy, HashKV | time to recover (max) |\n")
 	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	var bad []Result
 	var skipped []Result

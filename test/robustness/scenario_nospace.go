@@ -22,7 +22,7 @@ func init() {
 			"`etcdkit alarm disarm` must refuse while the database is still full; delete, compact, `etcdkit defrag --cluster`, `etcdkit alarm disarm`: writes resume",
 		Quick:   true,
 		Cluster: func(o *ClusterOptions) { o.QuotaBackendBytes = quota },
-		Run:     func(e *Env) { fillAndRecover(e) },
+		Run:     func(e *Env) { fillAndRecover(e, func() {}) },
 	})
 	Register(Scenario{
 		Name: "nospace-small-disk",
@@ -39,20 +39,21 @@ func init() {
 			}
 		},
 		Run: func(e *Env) {
-			fillAndRecover(e)
 			dataDir := e.Cluster.Config(e.T, e.Cluster.Names()[0]).DataDir
-			var st syscall.Statfs_t
-			if err := syscall.Statfs(dataDir, &st); err == nil {
-				e.Note("the small disk was %d%% used at the end", 100-100*st.Bavail/st.Blocks)
-			}
+			fillAndRecover(e, func() {
+				var st syscall.Statfs_t
+				if err := syscall.Statfs(dataDir, &st); err == nil {
+					e.Note("when NOSPACE was raised the small disk was %d%% used: the quota stopped writes before the disk filled", 100-100*st.Bavail/st.Blocks)
+				}
+			})
 		},
 	})
 }
 
 // fillAndRecover writes 256 KiB values until etcd refuses with NOSPACE,
 // checks the alarm and the refusals, then recovers as docs/maintenance.md
-// tells an operator to.
-func fillAndRecover(e *Env) {
+// tells an operator to. raised runs as soon as the alarm is.
+func fillAndRecover(e *Env, raised func()) {
 	e.WaitWrites(150)
 	var healed func()
 	n := 0
@@ -65,6 +66,7 @@ func fillAndRecover(e *Env) {
 	if healed == nil {
 		e.T.Fatalf("%d puts of 256 KiB never raised NOSPACE with a %d-byte quota", n, quota)
 	}
+	raised()
 	var as []ops.Alarm
 	if err := json.Unmarshal([]byte(e.Etcdkit("alarm", "list", "-o", "json").Stdout), &as); err != nil || len(as) == 0 || as[0].Alarm != ops.AlarmNoSpace {
 		e.Problem("etcdkit alarm list after NOSPACE: %v %v", as, err)
