@@ -120,6 +120,8 @@ Start with:  etcdkit up          a secure 3-member cluster on this machine`,
 		a.configCmd(),
 		a.pkiCmd(),
 		a.kubeadmCmd(),
+		a.defragCmd(),
+		a.alarmCmd(),
 	)
 	return root
 }
