@@ -248,7 +248,9 @@ func statusOf(tx *bolt.Tx, dbSize int64) (st etcdutlsnap.Status, err error) {
 	}
 	var problems []string
 	for e := range tx.Check() {
-		problems = append(problems, e.Error())
+		// bbolt words some findings as the panic it recovered from; they
+		// are findings about the file, not a crash of this process.
+		problems = append(problems, strings.TrimPrefix(e.Error(), "panic: "))
 	}
 	if len(problems) > 0 {
 		return st, fmt.Errorf("bbolt's integrity check found %d problem(s): %s", len(problems), strings.Join(problems, "; "))
