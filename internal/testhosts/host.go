@@ -1,9 +1,12 @@
 package testhosts
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"io/fs"
 	"net"
 	"os"
 	"os/exec"
@@ -307,11 +310,11 @@ func (h *Host) Reconnect(t testing.TB) {
 	}
 }
 
-// OccupyPort listens on addr:port inside the host (addr "" means the
-// host's address) until the test ends, as another program holding etcd's
-// port would. The listener belongs to the test process, so the host's ss
-// shows the port in use with no process name.
-func (h *Host) OccupyPort(t testing.TB, port int) {
+// OccupyPort listens on the host's address and port inside the host until
+// the test ends, or until the returned function is called, as another
+// program holding etcd's port would. The listener belongs to the test
+// process, so the host's ss shows the port in use with no process name.
+func (h *Host) OccupyPort(t testing.TB, port int) (release func()) {
 	t.Helper()
 	l, err := h.listen(fmt.Sprintf("%s:%d", h.Addr, port))
 	if err != nil {
@@ -320,6 +323,53 @@ func (h *Host) OccupyPort(t testing.TB, port int) {
 	h.mu.Lock()
 	h.listeners = append(h.listeners, l)
 	h.mu.Unlock()
+	return func() { l.Close() }
+}
+
+// CopyDir copies a local directory tree into the host at dir (created if
+// missing), keeping modes, as restoring another machine's files would.
+func (h *Host) CopyDir(t testing.TB, local, dir string) {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	err := filepath.WalkDir(local, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || p == local {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		hdr, err := tar.FileInfoHeader(info, "")
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(local, p)
+		hdr.Name = filepath.ToSlash(rel)
+		if err := tw.WriteHeader(hdr); err != nil {
+			return err
+		}
+		if !info.Mode().IsRegular() {
+			return nil
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		_, err = io.Copy(tw, f)
+		return err
+	})
+	if err == nil {
+		err = tw.Close()
+	}
+	if err != nil {
+		t.Fatalf("testhosts: %s: pack %s: %v", h.Name, local, err)
+	}
+	script := fmt.Sprintf("mkdir -p -- %[1]s && tar -x -C %[1]s -f -", shellQuote(dir))
+	if r := h.run(t, script, buf.Bytes()); r.Code != 0 {
+		t.Fatalf("testhosts: %s: unpack into %s: exit %d: %s", h.Name, dir, r.Code, r.Stderr)
+	}
 }
 
 // listen opens a TCP listener in the host's network namespace: one OS

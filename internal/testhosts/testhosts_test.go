@@ -132,6 +132,32 @@ func TestHosts(t *testing.T) {
 		if out := h2.MustRun(t, "cat /proc/net/tcp"); strings.Contains(out, ":094B 00000000:0000 0A") {
 			t.Fatalf("port 2379 listening inside host2 too")
 		}
+		release := h1.OccupyPort(t, 2380)
+		release()
+		// 2380 = 0x094C.
+		if out := h1.MustRun(t, "cat /proc/net/tcp"); strings.Contains(out, ":094C 00000000:0000 0A") {
+			t.Fatalf("port 2380 still listening inside host1 after release:\n%s", out)
+		}
+	})
+
+	t.Run("copy a directory in", func(t *testing.T) {
+		local := t.TempDir()
+		if err := os.MkdirAll(filepath.Join(local, "member", "wal"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(local, "member", "wal", "0.wal"), []byte("wal\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		h2.CopyDir(t, local, "/var/lib/etcd/copied")
+		if got := h2.MustRun(t, "stat -c %a /var/lib/etcd/copied/member/wal /var/lib/etcd/copied/member/wal/0.wal"); got != "700\n600\n" {
+			t.Fatalf("copied tree: %q", got)
+		}
+		if b, ok := h2.ReadFile(t, "/var/lib/etcd/copied/member/wal/0.wal"); !ok || string(b) != "wal\n" {
+			t.Fatalf("copied file: %q %v", b, ok)
+		}
+		if _, ok := h3.ReadFile(t, "/var/lib/etcd/copied/member/wal/0.wal"); ok {
+			t.Fatal("host3 sees host2's copy")
+		}
 	})
 
 	t.Run("add a host", func(t *testing.T) {
