@@ -119,6 +119,7 @@ Start with:  etcdkit up          a secure 3-member cluster on this machine`,
 		a.clusterCmd(),
 		a.configCmd(),
 		a.pkiCmd(),
+		a.applyCmd(),
 	)
 	return root
 }

@@ -440,14 +440,22 @@ func (h *Host) AddUser(t testing.TB, name string, sudo bool) {
 // changed (its overlays' upper layers) with type, mode, owner, size and a
 // content hash, keyed by the path the host sees. Two equal states mean
 // nothing on the host's disk changed in between; use it to prove dry-run
-// and refused runs leave hosts alone.
-func (h *Host) FileState(t testing.TB) map[string]string {
+// and refused runs leave hosts alone. Paths under a skip prefix (a
+// running member's data dir and log, which change by themselves) are
+// left out without being read.
+func (h *Host) FileState(t testing.TB, skip ...string) map[string]string {
 	t.Helper()
 	var script strings.Builder
 	script.WriteString("set -e\n")
 	for _, d := range append(append([]string(nil), overlaid...), fresh...) {
 		name := strings.ReplaceAll(strings.TrimPrefix(d, "/"), "/", "_")
-		fmt.Fprintf(&script, "cd /run/.host/upper/%s && find . -mindepth 1 -printf '%s%%P\\t%%y %%m %%u:%%g %%s\\t' -exec sh -c 'if [ -f \"$1\" ]; then sha256sum < \"$1\" | cut -c1-16; else echo -; fi' _ {} \\;\n", name, d+"/")
+		var prune strings.Builder
+		for _, s := range skip {
+			if rel, ok := strings.CutPrefix(strings.TrimSuffix(s, "/"), d+"/"); ok {
+				fmt.Fprintf(&prune, "-path %s -prune -o ", shellQuote("./"+rel))
+			}
+		}
+		fmt.Fprintf(&script, "cd /run/.host/upper/%s && find . -mindepth 1 %s-printf '%s%%P\\t%%y %%m %%u:%%g %%s\\t' -exec sh -c 'if [ -f \"$1\" ]; then sha256sum < \"$1\" | cut -c1-16; else echo -; fi' _ {} \\;\n", name, prune.String(), d+"/")
 	}
 	out := h.MustRun(t, script.String())
 	state := map[string]string{}

@@ -70,6 +70,18 @@ func TestHosts(t *testing.T) {
 		if _, ok := st["/usr/local/bin/etcdkit"]; !ok {
 			t.Errorf("FileState lacks /usr/local/bin/etcdkit: %v", st)
 		}
+		if _, ok := st["/var/lib/etcd/member/x"]; !ok {
+			t.Errorf("FileState lacks /var/lib/etcd/member/x: %v", st)
+		}
+		skipped := h1.FileState(t, "/var/lib/etcd/", "/usr/local/bin")
+		for p := range skipped {
+			if strings.HasPrefix(p, "/var/lib/etcd/") || strings.HasPrefix(p, "/usr/local/bin/") {
+				t.Errorf("FileState skipping /var/lib/etcd and /usr/local/bin has %s", p)
+			}
+		}
+		if _, ok := skipped["/etc/etcd/ssl/ca.pem"]; !ok || len(skipped) != len(st)-5 {
+			t.Errorf("FileState with skips dropped other paths: %v (all: %v)", skipped, st)
+		}
 		for p := range h3.FileState(t) {
 			if p != "/etc/hostname" && !strings.HasPrefix(p, "/root/.") {
 				t.Errorf("host3 FileState has %s before any write", p)
