@@ -292,7 +292,7 @@ func TestHostsUnique(t *testing.T) {
 		{Name: "m2", Host: "10.0.0.1", PeerURL: "https://10.0.0.1:12380", ClientURL: "https://10.0.0.1:12379"},
 	}}
 	c.SetDefaults()
-	if _, err := newRun(Options{Spec: c}); err == nil || !strings.Contains(err.Error(), `members "m1" and "m2" are both on host 10.0.0.1`) {
+	if _, err := newRun(Options{Spec: c, SpecPath: "cluster.yaml"}); err == nil || !strings.Contains(err.Error(), `cluster.yaml: members[1].host: 10.0.0.1 is also member "m1"'s host`) {
 		t.Fatalf("error %v", err)
 	}
 }

@@ -36,9 +36,9 @@ func (connectPhase) Run(ctx context.Context, r *run) error {
 func (connectPhase) Recovery(r *run, err error) string {
 	switch {
 	case errors.Is(err, remote.ErrHostKeyChanged), errors.Is(err, remote.ErrUnknownHostKey):
-		return "nothing was changed on any host; resolve the host key as the message says, then run `" + r.o.Rerun + "` again"
+		return "resolve the host key as the message says, then run `" + r.o.Rerun + "` again"
 	case errors.Is(err, remote.ErrUnreachable):
-		return "nothing was changed on any host; make the host reachable over SSH (or fix members[].host and ssh in the spec), then run `" + r.o.Rerun + "` again"
+		return "make the host reachable over SSH (or fix members[].host and ssh in the spec), then run `" + r.o.Rerun + "` again"
 	}
-	return "nothing was changed on any host; fix the SSH access the message names, then run `" + r.o.Rerun + "` again"
+	return "fix the SSH access the message names, then run `" + r.o.Rerun + "` again"
 }

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"path"
 	"time"
 
 	"github.com/etcdkit/etcdkit/internal/pki"
@@ -72,12 +71,9 @@ func (r *run) hostCerts(ctx context.Context, h *host, clientCert, clientKey []by
 			return err
 		}
 	}
+	// kubeadm's API server client pair lives one directory up, which
+	// kubeadm owns: it is created if missing, never re-moded.
 	cp := r.layout.ClientPair(dir, r.clientName())
-	if path.Dir(cp.Cert) != dir {
-		if _, err := h.conn.MkdirAll(ctx, path.Dir(cp.Cert), privateDir); err != nil {
-			return err
-		}
-	}
 	if _, err := h.conn.WriteFile(ctx, cp.Key, clientKey, privateKey); err != nil {
 		return err
 	}

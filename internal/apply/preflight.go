@@ -74,12 +74,12 @@ func (preflightPhase) Run(_ context.Context, r *run) error {
 }
 
 func (preflightPhase) Recovery(r *run, _ error) string {
-	return "nothing was changed on any host; fix the problems above, then run `" + r.o.Rerun + "` again"
+	return "fix the problems above, then run `" + r.o.Rerun + "` again"
 }
 
 // membershipChanges reports whether the run will add or remove members.
 func (r *run) membershipChanges() bool {
-	return len(r.byRole(roleJoin)) > 0 || (r.o.AllowRemove && len(r.extra) > 0)
+	return len(r.byRole(roleJoin)) > 0 || len(r.learners()) > 0 || (r.o.AllowRemove && len(r.extra) > 0)
 }
 
 // portProblems refuses a member port held by anything but the member.

@@ -115,7 +115,7 @@ func newRun(o Options) (*run, error) {
 	ro := o.Remote
 	ro.Plan, ro.Log = r.plan, r.log
 	r.ropts = &ro
-	if err := checkHostsUnique(o.Spec); err != nil {
+	if err := CheckSpec(o.Spec, o.SpecPath); err != nil {
 		return nil, err
 	}
 	for i := range o.Spec.Members {
@@ -126,16 +126,18 @@ func newRun(o Options) (*run, error) {
 	return r, nil
 }
 
-// checkHostsUnique refuses two members on one host: apply installs one
-// member per host, at fixed paths (/etc/etcd/etcd.yaml, the etcd unit).
-func checkHostsUnique(c *spec.Cluster) error {
+// CheckSpec refuses what apply cannot do with a valid spec: a member
+// without a host, and two members on one host (apply installs one member
+// per host, at fixed paths: /etc/etcd/etcd.yaml, the etcd unit).
+func CheckSpec(c *spec.Cluster, file string) error {
 	seen := map[string]string{}
-	for _, m := range c.Members {
+	for i, m := range c.Members {
+		path := fmt.Sprintf("members[%d].host", i)
 		if m.Host == "" {
-			return fmt.Errorf("member %q has no host to connect to: set members[].host", m.Name)
+			return &spec.FieldError{File: file, Path: path, Msg: fmt.Sprintf("member %q has no host to connect to: set it (an address or an ~/.ssh/config alias)", m.Name)}
 		}
 		if other, dup := seen[m.Host]; dup {
-			return fmt.Errorf("members %q and %q are both on host %s; apply installs one member per host (at /etc/etcd/etcd.yaml and one unit): give each its own host", other, m.Name, m.Host)
+			return &spec.FieldError{File: file, Path: path, Msg: fmt.Sprintf("%s is also member %q's host; apply installs one member per host (at %s, one unit): give each member its own host", m.Host, other, ConfigPath)}
 		}
 		seen[m.Host] = m.Name
 	}

@@ -107,6 +107,9 @@ func (a *App) applyOptions(cmd *cobra.Command, f *applyFlags) (*apply.Options, f
 	for _, w := range warnings {
 		fmt.Fprintf(a.Err, "warning: %s\n", w)
 	}
+	if err := apply.CheckSpec(c, f.file); err != nil {
+		return nil, nil, err
+	}
 	if f.caDir == "" {
 		f.caDir = c.PKI.Dir
 	}
@@ -160,25 +163,27 @@ func defaultApplyLog(cluster string) string {
 // to run again.
 func rerun(cmd *cobra.Command) string {
 	words := []string{cmd.CommandPath()}
+	if fl := cmd.Flags().Lookup("filename"); fl != nil {
+		words = append(words, "-f", remote.Quote(fl.Value.String()))
+	}
 	cmd.Flags().Visit(func(fl *pflag.Flag) {
 		switch {
-		case fl.Name == "dry-run":
-		case fl.Name == "filename":
-			words = append(words, "-f", fl.Value.String())
+		case fl.Name == "dry-run", fl.Name == "filename":
 		case fl.Value.Type() == "bool":
 			words = append(words, "--"+fl.Name)
 		default:
-			words = append(words, "--"+fl.Name, fl.Value.String())
+			words = append(words, "--"+fl.Name, remote.Quote(fl.Value.String()))
 		}
 	})
 	return strings.Join(words, " ")
 }
 
-// applyError adds the debug log and the recovery to a failed run.
+// applyError adds where it failed, the recovery and the debug log to a
+// failed run.
 func applyError(err error, logFile string) error {
 	var pe *apply.PhaseError
 	if !errors.As(err, &pe) {
-		return fmt.Errorf("%w\nthe debug log is %s", err, logFile)
+		return err
 	}
 	where := fmt.Sprintf("apply failed in phase %q", pe.Phase)
 	if len(pe.Hosts) > 0 {
