@@ -89,6 +89,8 @@ type Result struct {
 	APIServerFlags string
 	// Members is the member list at the end.
 	Members []ops.Member
+	// Hosts are the spec's members' hosts by name, in the spec's order.
+	Hosts []string
 	// Client is the client certificate on this machine, with the CA, for
 	// `etcdkit health --cacert ... --cert ... --key ...`.
 	Client   pki.Pair
@@ -221,6 +223,9 @@ func (r *run) result() *Result {
 	res := &Result{Plan: r.plan, DryRun: r.o.DryRun, Warnings: r.warnings,
 		EtcdServers: strings.Join(r.c.ClientURLs(), ","), Client: r.clientPair(), ClientCA: r.layout.CA(r.o.CADir).Cert}
 	res.APIServerFlags = r.apiServerFlags()
+	for _, h := range r.hosts {
+		res.Hosts = append(res.Hosts, h.name())
+	}
 	if r.final != nil {
 		res.Members = r.final.Members
 	}

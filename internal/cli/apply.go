@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -256,9 +257,7 @@ func (p *applyPrinter) summary(res *apply.Result, file, logFile string) {
 		fmt.Fprintf(p.w, "No changes: every host already matches %s.\n", file)
 	case res.DryRun:
 		fmt.Fprintf(p.w, "Dry run: nothing was changed. Apply would make %s on %s:\n", plural(n, "change"), where)
-		for _, l := range strings.Split(strings.TrimRight(plan.String(), "\n"), "\n") {
-			fmt.Fprintf(p.w, "  %s\n", l)
-		}
+		printPlan(p.w, plan, append([]string{apply.LocalHost}, res.Hosts...))
 	default:
 		fmt.Fprintf(p.w, "Applied %s on %s.\n", plural(n, "change"), where)
 	}
@@ -274,4 +273,24 @@ func (p *applyPrinter) summary(res *apply.Result, file, logFile string) {
 			res.EtcdServers, res.ClientCA, res.Client.Cert, res.Client.Key)
 	}
 	fmt.Fprintf(p.w, "The debug log is %s\n", logFile)
+}
+
+// printPlan writes the plan host by host: this machine, then the spec's
+// hosts in its order, then any other (a member removed from the cluster).
+func printPlan(w io.Writer, plan *remote.Plan, order []string) {
+	for _, h := range plan.Hosts() {
+		if !slices.Contains(order, h) {
+			order = append(order, h)
+		}
+	}
+	for _, h := range order {
+		cs := plan.For(h)
+		if len(cs) == 0 {
+			continue
+		}
+		fmt.Fprintf(w, "  %s (%s):\n", h, cs[0].Addr)
+		for _, c := range cs {
+			fmt.Fprintf(w, "    - %s\n", c.What)
+		}
+	}
 }

@@ -49,6 +49,9 @@ type Host struct {
 	veth  string
 	dir   string // on the real file system: sshd config, keys, console log
 
+	// fakeSystemd: PID 1 is named systemd and systemctl is a test double.
+	fakeSystemd bool
+
 	mu        sync.Mutex
 	hostKey   ssh.PublicKey
 	init      *exec.Cmd
@@ -141,6 +144,9 @@ func (h *Host) initScript() string {
 		fmt.Fprintf(&b, "mkdir -p /run/.host/upper/%[1]s && mount --bind /run/.host/upper/%[1]s %[2]s\n", name, d)
 	}
 	b.WriteString("chmod 0700 /root && cp -a /etc/skel/. /root/ 2>/dev/null || true\n")
+	if h.fakeSystemd {
+		b.WriteString(fakeSystemdInit)
+	}
 	fmt.Fprintf(&b, "hostname %s\n", h.Name)
 	b.WriteString("echo " + h.Name + " > /etc/hostname\n")
 	fmt.Fprintf(&b, "%s -D -e -f %s &\n", sshdPath, filepath.Join(h.dir, "sshd_config"))

@@ -179,6 +179,42 @@ func TestHosts(t *testing.T) {
 		}
 		h4.MustRun(t, fmt.Sprintf("timeout 10 bash -c '</dev/tcp/%s/22'", h1.Addr))
 	})
+
+	t.Run("fake systemd", func(t *testing.T) {
+		h := nw.AddFakeSystemd(t)
+		if got := strings.TrimSpace(h.MustRun(t, "cat /proc/1/comm; test -d /run/systemd/system && echo booted")); got != "systemd\nbooted" {
+			t.Fatalf("PID 1 and /run/systemd/system: %q", got)
+		}
+		h.WriteFile(t, "/etc/systemd/system/napper.service", []byte("[Service]\nExecStart=/bin/sleep 4242\n"), 0o644)
+		run := func(cmd string) string { return strings.TrimSpace(h.MustRun(t, cmd)) }
+		if r := h.Run(t, "systemctl is-active --quiet napper"); r.Code != 3 {
+			t.Fatalf("is-active before start: exit %d", r.Code)
+		}
+		run("systemctl enable --now --no-block napper")
+		pid := run("systemctl show -p MainPID --value napper")
+		if run("systemctl is-enabled napper") != "enabled" || pid == "0" || !strings.Contains(h.Processes(t), "sleep 4242") {
+			t.Fatalf("after enable --now: pid %s\n%s", pid, h.Processes(t))
+		}
+		run("systemctl restart --no-block napper.service")
+		if again := run("systemctl show -p MainPID --value napper"); again == pid || again == "0" {
+			t.Fatalf("restart: pid %s, was %s", again, pid)
+		}
+		run("systemctl disable --now napper")
+		if run("systemctl show -p MainPID --value napper") != "0" || strings.Contains(h.Processes(t), "sleep 4242") {
+			t.Fatalf("still running after disable --now:\n%s", h.Processes(t))
+		}
+		if r := h.Run(t, "systemctl start missing"); r.Code != 5 || !strings.Contains(r.Stderr, "Unit missing.service not found") {
+			t.Fatalf("missing unit: %+v", r)
+		}
+		calls := h.SystemctlCalls(t)
+		if len(calls) != 9 || calls[1] != "enable --now --no-block napper" {
+			t.Fatalf("calls %q", calls)
+		}
+		// Plain hosts are not touched by it.
+		if got := strings.TrimSpace(h1.MustRun(t, "cat /proc/1/comm; command -v systemctl || true")); strings.Contains(got, "systemd\n") || strings.Contains(got, "/usr/local/sbin") {
+			t.Fatalf("host1: %q", got)
+		}
+	})
 }
 
 // TestCleanup proves a network leaves nothing behind: processes detached

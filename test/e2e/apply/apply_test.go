@@ -13,8 +13,6 @@ import (
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.etcd.io/etcd/server/v3/storage/wal"
 
-	"github.com/etcdkit/etcdkit/internal/apply"
-	"github.com/etcdkit/etcdkit/internal/spec"
 	"github.com/etcdkit/etcdkit/internal/testhosts"
 	"github.com/etcdkit/etcdkit/internal/testutil"
 )
@@ -115,7 +113,6 @@ func TestApply(t *testing.T) {
 				t.Errorf("%s: no member running", h.Name)
 			}
 		}
-		verifyUnit(t, e, h1)
 	})
 
 	t.Run("re-apply changes nothing", func(t *testing.T) {
@@ -172,56 +169,13 @@ func TestApply(t *testing.T) {
 		})
 	})
 
-	tuning := "tuning: {snapshotCount: 20000}\n"
-	t.Run("tuning change rolls one member at a time", func(t *testing.T) {
-		e.writeSpec(t, three, tuning)
-		before := state(t, three)
-		r := e.apply(t, "--dry-run")
-		if r.Code != 0 {
-			t.Fatal("dry run failed")
-		}
-		for _, h := range three {
-			inOrder(t, r.Stdout, fmt.Sprintf("%s (%s):", h.Name, h.SSHAddr()), "update /etc/etcd/etcd.yaml", "restart etcd (its config changed)")
-		}
-		assertUnchanged(t, before, three)
-
-		pids := pidsOf(t, three)
-		r = e.apply(t)
-		if r.Code != 0 {
-			t.Fatal("apply failed")
-		}
-		i := strings.Index(r.Stdout, "==> Roll out changes")
-		if i < 0 {
-			t.Fatal("no roll phase")
-		}
-		roll := r.Stdout[i:]
-		// Each restart is followed by a health wait before the next.
-		inOrder(t, roll, ": restart etcd (its config changed)", "healthy:", ": restart etcd (its config changed)", "healthy:",
-			": restart etcd (its config changed)", "healthy:")
-		if strings.Count(roll, "restart etcd") != 3 {
-			t.Fatalf("want 3 restarts:\n%s", roll)
-		}
-		// The leader (unless leadership moved by itself meanwhile) goes
-		// last, after handing its leadership over.
-		if j := strings.Index(roll, "handed leadership over"); j >= 0 && j > strings.LastIndex(roll, ": restart etcd") {
-			t.Fatalf("leadership handed over after the last restart:\n%s", roll)
-		}
-		for _, h := range three {
-			if cfg, _ := h.ReadFile(t, "/etc/etcd/etcd.yaml"); !strings.Contains(string(cfg), "snapshot-count: 20000") {
-				t.Errorf("%s: config lacks the new snapshot count:\n%s", h.Name, cfg)
-			}
-			if p := memberPID(t, h); p == 0 || p == pids[h.Name] {
-				t.Errorf("%s: member pid %d, was %d: not restarted", h.Name, p, pids[h.Name])
-			}
-		}
-		e.health(t, three...)
-	})
-
-	h4, h5 := nw.Add(t), nw.Add(t)
+	// host4 looks like a systemd machine (a test double of systemctl that
+	// runs the unit's ExecStart), host5 like the others.
+	h4, h5 := nw.AddFakeSystemd(t), nw.Add(t)
 	five := []*testhosts.Host{h1, h2, h3, h4, h5}
 	e.trustHosts(t)
 	t.Run("two hosts join as learners and are promoted", func(t *testing.T) {
-		e.writeSpec(t, five, tuning)
+		e.writeSpec(t, five, "")
 		before := state(t, five)
 		r := e.apply(t, "--dry-run")
 		if r.Code != 0 {
@@ -231,6 +185,9 @@ func TestApply(t *testing.T) {
 			inOrder(t, r.Stdout, fmt.Sprintf("%s (%s):", h.Name, h.SSHAddr()), "upload", fmt.Sprintf("add member %q", h.Name), "as a learner",
 				"create /etc/etcd/etcd.yaml", "start etcd", fmt.Sprintf("promote member %q", h.Name))
 		}
+		if !strings.Contains(r.Stdout, "create /etc/systemd/system/etcd.service") || strings.Count(r.Stdout, "etcd.service") != 1 {
+			t.Fatalf("want the unit on host4 only:\n%s", r.Stdout)
+		}
 		assertUnchanged(t, before, five)
 
 		r = e.apply(t)
@@ -239,7 +196,7 @@ func TestApply(t *testing.T) {
 		}
 		// One at a time, learner first.
 		inOrder(t, r.Stdout, "==> Membership changes",
-			`host4: adding member "host4"`, "as a learner", "host4: start etcd", `host4: promoting member "host4"`,
+			`host4: adding member "host4"`, "as a learner", "host4: enable and start etcd", `host4: promoting member "host4"`,
 			`host5: adding member "host5"`, "as a learner", "host5: start etcd", `host5: promoting member "host5"`)
 		ms := e.members(t, five...)
 		if len(ms.Members) != 5 {
@@ -254,6 +211,66 @@ func TestApply(t *testing.T) {
 		snaps, _ := filepath.Glob(filepath.Join(e.backups, "*.db"))
 		if len(snaps) < 4 {
 			t.Fatalf("%d snapshots in %s, want one per change (4)", len(snaps), e.backups)
+		}
+		e.health(t, five...)
+		// On the systemd host: the unit installed, systemd told, the
+		// member started by the unit's own ExecStart.
+		contains(t, r.Stdout, "host4: create /etc/systemd/system/etcd.service", "host4: reload systemd's units", "host4: enable and start etcd")
+		calls := strings.Join(h4.SystemctlCalls(t), "\n")
+		inOrder(t, calls, "daemon-reload", "enable --now --no-block etcd")
+		if _, ok := h4.ReadFile(t, "/run/etcdkit/etcd.pid"); ok {
+			t.Fatal("the systemd host got the fallback's pid file")
+		}
+		verifyUnit(t, h4)
+	})
+
+	tuning := "tuning: {snapshotCount: 20000}\n"
+	t.Run("tuning change rolls one member at a time", func(t *testing.T) {
+		e.writeSpec(t, five, tuning)
+		before := state(t, five)
+		r := e.apply(t, "--dry-run")
+		if r.Code != 0 {
+			t.Fatal("dry run failed")
+		}
+		for _, h := range five {
+			inOrder(t, r.Stdout, fmt.Sprintf("%s (%s):", h.Name, h.SSHAddr()), "update /etc/etcd/etcd.yaml", "restart etcd (its config changed)")
+		}
+		assertUnchanged(t, before, five)
+
+		pids := pidsOf(t, five)
+		r = e.apply(t)
+		if r.Code != 0 {
+			t.Fatal("apply failed")
+		}
+		i := strings.Index(r.Stdout, "==> Roll out changes")
+		if i < 0 {
+			t.Fatal("no roll phase")
+		}
+		roll := r.Stdout[i:]
+		// Each restart is followed by a health wait before the next.
+		var each []string
+		for range five {
+			each = append(each, ": restart etcd (its config changed)", "healthy:")
+		}
+		inOrder(t, roll, each...)
+		if strings.Count(roll, "restart etcd") != 5 {
+			t.Fatalf("want 5 restarts:\n%s", roll)
+		}
+		// The leader (unless leadership moved by itself meanwhile) goes
+		// last, after handing its leadership over.
+		if j := strings.Index(roll, "handed leadership over"); j >= 0 && j > strings.LastIndex(roll, ": restart etcd") {
+			t.Fatalf("leadership handed over after the last restart:\n%s", roll)
+		}
+		for _, h := range five {
+			if cfg, _ := h.ReadFile(t, "/etc/etcd/etcd.yaml"); !strings.Contains(string(cfg), "snapshot-count: 20000") {
+				t.Errorf("%s: config lacks the new snapshot count:\n%s", h.Name, cfg)
+			}
+			if p := memberPID(t, h); p == 0 || p == pids[h.Name] {
+				t.Errorf("%s: member pid %d, was %d: not restarted", h.Name, p, pids[h.Name])
+			}
+		}
+		if calls := h4.SystemctlCalls(t); !strings.Contains(strings.Join(calls, "\n"), "restart --no-block etcd") {
+			t.Errorf("host4 was not restarted through systemctl: %q", calls)
 		}
 		e.health(t, five...)
 	})
@@ -280,26 +297,17 @@ func TestApply(t *testing.T) {
 	t.Logf("TestApply took %s", time.Since(start).Round(time.Millisecond))
 }
 
-// verifyUnit checks the unit apply writes on a systemd host with
-// systemd-analyze, on the host (where the binary it starts is installed).
-func verifyUnit(t *testing.T, e *env, h *testhosts.Host) {
+// verifyUnit checks the unit apply installed on a systemd host with
+// systemd-analyze, on the host, where the binary it starts is installed.
+func verifyUnit(t *testing.T, h *testhosts.Host) {
 	t.Helper()
 	if r := h.Run(t, "command -v systemd-analyze"); r.Code != 0 {
 		t.Log("systemd-analyze is not installed (.ci/run installs the systemd package): unit not verified")
 		return
 	}
-	c, _, err := spec.Load(e.spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	files, err := apply.Files(c, h.Name, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// /run is the host's own tmpfs: the file does not show in FileState.
-	h.WriteFile(t, "/run/verify/etcd.service", files[apply.UnitPath], 0o644)
-	if r := h.Run(t, "systemd-analyze verify /run/verify/etcd.service"); r.Code != 0 || strings.TrimSpace(r.Stdout+r.Stderr) != "" {
-		t.Fatalf("systemd-analyze verify: exit %d\n%s%s\n%s", r.Code, r.Stdout, r.Stderr, files[apply.UnitPath])
+	if r := h.Run(t, "systemd-analyze verify /etc/systemd/system/etcd.service"); r.Code != 0 || strings.TrimSpace(r.Stdout+r.Stderr) != "" {
+		unit, _ := h.ReadFile(t, "/etc/systemd/system/etcd.service")
+		t.Fatalf("systemd-analyze verify: exit %d\n%s%s\n%s", r.Code, r.Stdout, r.Stderr, unit)
 	}
 }
 

@@ -153,10 +153,12 @@ func assertUnchanged(t *testing.T, before map[string]map[string]string, hosts []
 	}
 }
 
-// memberPID is the pid of the host's member, 0 when it does not run.
+// memberPID is the pid of the host's member, 0 when it does not run: the
+// fallback's pid file, or the (fake) systemd unit's main pid.
 func memberPID(t *testing.T, h *testhosts.Host) int {
 	t.Helper()
-	r := h.Run(t, `p=$(cat /run/etcdkit/etcd.pid 2>/dev/null) && kill -0 "$p" 2>/dev/null && ! grep -q '^State:.*Z' /proc/$p/status && echo "$p"`)
+	r := h.Run(t, `if [ -d /run/systemd/system ]; then systemctl show -p MainPID --value etcd; exit; fi
+p=$(cat /run/etcdkit/etcd.pid 2>/dev/null) && kill -0 "$p" 2>/dev/null && ! grep -q '^State:.*Z' /proc/$p/status && echo "$p"`)
 	pid, _ := strconv.Atoi(strings.TrimSpace(r.Stdout))
 	return pid
 }
