@@ -74,9 +74,14 @@ func (r *run) clusterProblem(err error) { r.problems = append(r.problems, err) }
 func decide(clusterName string, hosts []*host, live *ops.Membership) {
 	for _, h := range hosts {
 		h.role, h.live, h.problems = roleUnknown, nil, nil
-		if live != nil {
+		switch o := h.obs; {
+		case o.Data == dataOther:
+			h.problems = append(h.problems, notEtcdData(h))
+		case o.Data == dataEtcd && o.WAL == nil:
+			h.problems = append(h.problems, unreadableData(h))
+		case live != nil:
 			decideLive(h, live)
-		} else {
+		default:
 			decideOffline(clusterName, h)
 		}
 	}
@@ -109,17 +114,14 @@ func decide(clusterName string, hosts []*host, live *ops.Membership) {
 	}
 }
 
-// decideLive judges a host against the running cluster's member list.
+// decideLive judges a host whose data dir is empty or readable etcd data
+// against the running cluster's member list.
 func decideLive(h *host, live *ops.Membership) {
 	o, dir := h.obs, h.obs.DataDir
 	h.live = live.ByPeerURL(h.m.PeerURL)
 	switch o.Data {
-	case dataOther:
-		h.problems = append(h.problems, h.errorf("data dir %s holds files that are not an etcd data dir (%s); move them aside (`mv %s %s.old`) and run apply again", dir, strings.Join(o.Entries, ", "), dir, dir))
 	case dataEtcd:
 		switch {
-		case o.WAL == nil:
-			h.problems = append(h.problems, h.errorf("data dir %s holds etcd data apply cannot read (%v); check it with `etcdutl snapshot status`/`etcdkit snapshot status`, or move it aside", dir, o.WALErr))
 		case hexID(o.WAL.ClusterID) != live.ClusterID:
 			h.problems = append(h.problems, h.errorf("data dir %s holds another cluster (%s), not this spec's running cluster %s; if that data is not needed, move it aside (`mv %s %s.old`) and run apply again to add the host as a new member", dir, o.WAL, live.ClusterID, dir, dir))
 		default:
@@ -131,10 +133,7 @@ func decideLive(h *host, live *ops.Membership) {
 				h.problems = append(h.problems, h.errorf("data dir %s holds %s, but the spec gives it peer URL %s; apply does not move members: change the spec back, or move the member with `etcdkit member update %s --peer-urls %s` first", dir, m.Label(), h.m.PeerURL, m.Ref(), h.m.PeerURL))
 			default:
 				h.live = m
-				h.role = roleRestart
-				if o.Running {
-					h.role = roleRunning
-				}
+				h.role = dataRole(o)
 			}
 		}
 	default:
@@ -152,17 +151,14 @@ func decideLive(h *host, live *ops.Membership) {
 	}
 }
 
-// decideOffline judges a host when no member answers: its data must be
-// what apply recorded for this member of this cluster.
+// decideOffline judges a host whose data dir is empty or readable etcd
+// data when no member answers: its data must be what apply recorded for
+// this member of this cluster.
 func decideOffline(clusterName string, h *host) {
 	o, dir := h.obs, h.obs.DataDir
 	switch o.Data {
-	case dataOther:
-		h.problems = append(h.problems, h.errorf("data dir %s holds files that are not an etcd data dir (%s); move them aside (`mv %s %s.old`) and run apply again", dir, strings.Join(o.Entries, ", "), dir, dir))
 	case dataEtcd:
 		switch {
-		case o.WAL == nil:
-			h.problems = append(h.problems, h.errorf("data dir %s holds etcd data apply cannot read (%v); move it aside, or restore it", dir, o.WALErr))
 		case o.Record == nil:
 			why := "no member of this spec's cluster runs to compare it with, and apply has no record of it (" + RecordPath + ")"
 			if o.RecordErr != nil {
@@ -174,14 +170,29 @@ func decideOffline(clusterName string, h *host) {
 				h.problems = append(h.problems, h.errorf("data dir %s holds another cluster (%s): %s; if it is not needed, move it aside (`mv %s %s.old`) and run apply again", dir, o.WAL, why, dir, dir))
 				return
 			}
-			h.role = roleRestart
-			if o.Running {
-				h.role = roleRunning
-			}
+			h.role = dataRole(o)
 		}
 	default:
 		h.role = roleBootstrap
 	}
+}
+
+// dataRole is the role of a host holding this member's data.
+func dataRole(o *observed) role {
+	if o.Running {
+		return roleRunning
+	}
+	return roleRestart
+}
+
+func notEtcdData(h *host) error {
+	dir := h.obs.DataDir
+	return h.errorf("data dir %s holds files that are not an etcd data dir (%s); move them aside (`mv %s %s.old`) and run apply again", dir, strings.Join(h.obs.Entries, ", "), dir, dir)
+}
+
+func unreadableData(h *host) error {
+	dir := h.obs.DataDir
+	return h.errorf("data dir %s holds etcd data apply cannot read (%v); move it aside (`mv %s %s.old`) and run apply again, or restore it from a snapshot", dir, h.obs.WALErr, dir, dir)
 }
 
 // extraMembers are the live members no spec member has the peer URL of.

@@ -59,21 +59,18 @@ func (r *run) initialCluster(h *host) (render.ClusterState, string) {
 
 // writeConfig renders and writes the member's config and unit.
 func (r *run) writeConfig(ctx context.Context, h *host, state render.ClusterState, initial string) error {
-	f, err := render.Render(r.c, h.m, render.FormatYAML, render.Options{EtcdOptions: render.EtcdOptions{State: state, InitialCluster: initial}})
+	files, err := memberFiles(r.c, h.m, render.EtcdOptions{State: state, InitialCluster: initial}, h.facts.Systemd)
 	if err != nil {
 		return err
 	}
-	if h.configChanged, err = h.conn.WriteFile(ctx, ConfigPath, f.Data, publicFile); err != nil {
+	if h.configChanged, err = h.conn.WriteFile(ctx, ConfigPath, files[ConfigPath], publicFile); err != nil {
 		return err
 	}
-	if !h.facts.Systemd {
+	unit, ok := files[UnitPath]
+	if !ok {
 		return nil
 	}
-	unit, err := render.Render(r.c, h.m, render.FormatSystemd, render.Options{Binary: BinaryPath, ConfigPath: ConfigPath})
-	if err != nil {
-		return err
-	}
-	if h.unitChanged, err = h.conn.WriteFile(ctx, UnitPath, unit.Data, publicFile); err != nil {
+	if h.unitChanged, err = h.conn.WriteFile(ctx, UnitPath, unit, publicFile); err != nil {
 		return err
 	}
 	if h.unitChanged {
@@ -84,18 +81,23 @@ func (r *run) writeConfig(ctx context.Context, h *host, state render.ClusterStat
 
 // Files renders what apply writes for one member of c on a host, by path:
 // the etcd config for a new cluster and, for a systemd host, the unit.
-// Tests check them (systemd-analyze verify) without a host.
 func Files(c *spec.Cluster, name string, systemd bool) (map[string][]byte, error) {
 	m, ok := c.Member(name)
 	if !ok {
 		return nil, fmt.Errorf("no member %q", name)
 	}
-	out := map[string][]byte{}
-	f, err := render.Render(c, m, render.FormatYAML, render.Options{})
+	return memberFiles(c, m, render.EtcdOptions{}, systemd)
+}
+
+// memberFiles renders the member's config and, for a systemd host, its
+// unit. Nothing names the spec file, so renaming it changes no file (and
+// restarts no member).
+func memberFiles(c *spec.Cluster, m *spec.Member, o render.EtcdOptions, systemd bool) (map[string][]byte, error) {
+	f, err := render.Render(c, m, render.FormatYAML, render.Options{EtcdOptions: o})
 	if err != nil {
 		return nil, err
 	}
-	out[ConfigPath] = f.Data
+	out := map[string][]byte{ConfigPath: f.Data}
 	if systemd {
 		u, err := render.Render(c, m, render.FormatSystemd, render.Options{Binary: BinaryPath, ConfigPath: ConfigPath})
 		if err != nil {

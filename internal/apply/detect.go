@@ -82,15 +82,7 @@ func dash(s string) string {
 	return s
 }
 
-func humanBytes(n uint64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	}
-	return fmt.Sprintf("%d KiB", n>>10)
-}
+func humanBytes(n uint64) string { return remote.HumanSize(int64(n)) }
 
 func signedDuration(d time.Duration) string {
 	if d >= 0 {

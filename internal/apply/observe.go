@@ -1,7 +1,6 @@
 package apply
 
 import (
-	"bufio"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -112,19 +111,8 @@ if systemctl is-active --quiet %[1]s; then pid=$(systemctl show -p MainPID --val
 }
 
 func parseObserved(out, dataDir string) (*observed, error) {
-	sections := map[string][]string{}
-	cur := ""
-	sc := bufio.NewScanner(strings.NewReader(out))
-	sc.Buffer(make([]byte, 1<<20), 4<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if strings.HasPrefix(line, "@") && !strings.Contains(line, " ") {
-			cur = line[1:]
-			continue
-		}
-		sections[cur] = append(sections[cur], line)
-	}
-	if err := sc.Err(); err != nil {
+	sections, err := remote.Sections(out)
+	if err != nil {
 		return nil, err
 	}
 	o := &observed{DataDir: dataDir, MTimes: map[string]time.Time{}}
