@@ -2,10 +2,10 @@ package apply_test
 
 import (
 	"fmt"
-	"net"
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +13,7 @@ import (
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.etcd.io/etcd/server/v3/storage/wal"
 
+	"github.com/etcdkit/etcdkit/internal/local"
 	"github.com/etcdkit/etcdkit/internal/testhosts"
 	"github.com/etcdkit/etcdkit/internal/testutil"
 )
@@ -344,7 +345,12 @@ func otherClusterData(t *testing.T) string {
 	cfg.Name = "stranger"
 	cfg.Dir = filepath.Join(t.TempDir(), "data")
 	cfg.LogLevel = "error"
-	peer, client := freeURL(t), freeURL(t)
+	ports, err := local.FreePorts("127.0.0.1", 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer := url.URL{Scheme: "http", Host: "127.0.0.1:" + strconv.Itoa(ports[0])}
+	client := url.URL{Scheme: "http", Host: "127.0.0.1:" + strconv.Itoa(ports[1])}
 	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{peer}, []url.URL{peer}
 	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{client}, []url.URL{client}
 	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
@@ -361,14 +367,4 @@ func otherClusterData(t *testing.T) string {
 	}
 	srv.Close()
 	return cfg.Dir
-}
-
-func freeURL(t *testing.T) url.URL {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return url.URL{Scheme: "http", Host: l.Addr().String()}
 }
