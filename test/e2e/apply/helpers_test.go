@@ -70,6 +70,8 @@ func (e *env) apply(t *testing.T, args ...string) testutil.Result {
 	all := append([]string{"apply", "-f", e.spec, "--ca-dir", e.caDir, "--backup-dir", e.backups, "--log-file", e.log, "--connect-timeout", "5s"}, args...)
 	r := testutil.Run(t, []string{"HOME=" + e.home, "SSH_AUTH_SOCK="}, e.bin, all...)
 	t.Logf("etcdkit %s: exit %d\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), r.Code, r.Stdout, r.Stderr)
+	// APPLY_TIMINGS=1 also logs the phases' durations from the debug log,
+	// to see where a slow run spent its time.
 	if os.Getenv("APPLY_TIMINGS") != "" {
 		b, _ := os.ReadFile(e.log)
 		var lines []string
