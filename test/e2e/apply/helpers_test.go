@@ -67,7 +67,7 @@ func (e *env) writeSpec(t *testing.T, hosts []*testhosts.Host, extra string) {
 // machine's paths kept in the test's temp dir.
 func (e *env) apply(t *testing.T, args ...string) testutil.Result {
 	t.Helper()
-	all := append([]string{"apply", "-f", e.spec, "--ca-dir", e.caDir, "--backup-dir", e.backups, "--log-file", e.log, "--connect-timeout", "5s"}, args...)
+	all := append([]string{"apply", "-f", e.spec, "--ca-dir", e.caDir, "--backup-dir", e.backups, "--log-file", e.log, "--connect-timeout", "5s", "--timeout", "2m"}, args...)
 	r := testutil.Run(t, []string{"HOME=" + e.home, "SSH_AUTH_SOCK="}, e.bin, all...)
 	t.Logf("etcdkit %s: exit %d\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), r.Code, r.Stdout, r.Stderr)
 	// APPLY_TIMINGS=1 also logs the phases' durations from the debug log,
