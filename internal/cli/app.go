@@ -119,6 +119,9 @@ Start with:  etcdkit up          a secure 3-member cluster on this machine`,
 		a.clusterCmd(),
 		a.configCmd(),
 		a.pkiCmd(),
+		a.initCmd(),
+		a.tokenCmd(),
+		a.joinCmd(),
 	)
 	return root
 }
