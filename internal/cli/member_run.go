@@ -31,6 +31,10 @@ variable and line; unknown and removed variables are errors with a "did you
 mean"; certificate files must exist and private keys must not be readable by
 others.
 
+The config's etcdkit: section turns on in-member services: scheduled
+snapshots (backup:) and, on a member holding the CA key, the join endpoint
+(join: {listen: https://IP:2382}) that 'etcdkit join' uses.
+
 With systemd (Type=notify) it sends READY=1 once the member has joined its
 cluster and serves clients, and STOPPING=1 on shutdown. SIGTERM or SIGINT
 stops it cleanly (exit 0).`,

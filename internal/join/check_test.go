@@ -6,12 +6,17 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 
+	"github.com/etcdkit/etcdkit/internal/etcdconf"
+	"github.com/etcdkit/etcdkit/internal/local"
 	"github.com/etcdkit/etcdkit/internal/pki"
 )
 
@@ -221,5 +226,59 @@ func TestVerifyPinned(t *testing.T) {
 	}
 	if p, err := ParsePin("sha256:" + strings.ToUpper(pin[7:])); err != nil || p != pin {
 		t.Errorf("upper-case hex: %q, %v", p, err)
+	}
+}
+
+func TestParseConfig(t *testing.T) {
+	d := local.Dir(filepath.Join(t.TempDir(), "c"))
+	if _, err := d.Create(local.CreateOptions{Members: 1}); err != nil {
+		t.Fatal(err)
+	}
+	path := d.Member("m1").Config()
+	load := func(j *etcdconf.Join) *etcdconf.Config {
+		cfg, err := etcdconf.Load(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.Etcdkit = &etcdconf.Extensions{Join: j}
+		return cfg
+	}
+	if c, err := ParseConfig(load(nil), path); c != nil || err != nil {
+		t.Fatalf("no join block: %v, %v", c, err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	busy := "https://" + ln.Addr().String()
+	for _, tc := range []struct {
+		name string
+		j    etcdconf.Join
+		want string
+	}{
+		{"plain http", etcdconf.Join{Listen: "http://127.0.0.1:2382", CADir: d.PKIDir()}, "serves only HTTPS"},
+		{"a host name", etcdconf.Join{Listen: "https://localhost:2382", CADir: d.PKIDir()}, "listen on an IP address"},
+		{"no port", etcdconf.Join{Listen: "https://127.0.0.1", CADir: d.PKIDir()}, "missing port"},
+		{"ca-dir without listen", etcdconf.Join{CADir: d.PKIDir()}, "etcdkit.join.listen: required"},
+		// The member's own certificate directory has the CA certificate
+		// but not its key.
+		{"no CA key", etcdconf.Join{Listen: "https://127.0.0.1:2382"}, "only a member holding the CA key can serve the join endpoint"},
+		{"port in use", etcdconf.Join{Listen: busy, CADir: d.PKIDir()}, "cannot listen on " + ln.Addr().String()},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Services(load(&tc.j), path)
+			var fe *etcdconf.FieldError
+			if !errors.As(err, &fe) || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), path) {
+				t.Fatalf("got %v, want a FieldError naming %s with %q", err, path, tc.want)
+			}
+		})
+	}
+	c, err := ParseConfig(load(&etcdconf.Join{Listen: "https://0.0.0.0:2382", CADir: d.PKIDir()}), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(c.Advertise, "https://127.0.0.1:") || !strings.HasSuffix(c.Advertise, ":2382") || c.Client.Cert == "" {
+		t.Fatalf("a wildcard listen: %+v", c)
 	}
 }

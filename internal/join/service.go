@@ -23,6 +23,7 @@ import (
 
 	"github.com/etcdkit/etcdkit/internal/connect"
 	"github.com/etcdkit/etcdkit/internal/etcdconf"
+	"github.com/etcdkit/etcdkit/internal/fsutil"
 	"github.com/etcdkit/etcdkit/internal/member"
 	"github.com/etcdkit/etcdkit/internal/ops"
 	"github.com/etcdkit/etcdkit/internal/pki"
@@ -102,10 +103,13 @@ func ParseConfig(cfg *etcdconf.Config, file string) (*Config, error) {
 	if c.Layout, err = pki.DetectLayout(dir); err != nil {
 		return nil, fail("ca-dir", "%v", err)
 	}
-	if _, err := pki.OpenCA(c.Layout, dir); err != nil {
-		return nil, fail("listen", "only a member holding the CA key can serve the join endpoint: %v; serve it from the member that holds the CA key, or remove etcdkit.join", err)
-	}
 	c.CAPair = c.Layout.CA(dir)
+	if !fsutil.Exists(c.CAPair.Key) {
+		return nil, fail("listen", "only a member holding the CA key can serve the join endpoint, and %s is not here; set etcdkit.join.ca-dir to the directory that has it, serve the endpoint from the member that holds it, or remove etcdkit.join", c.CAPair.Key)
+	}
+	if _, err := pki.OpenCA(c.Layout, dir); err != nil {
+		return nil, fail("listen", "the join endpoint signs with the CA in %s: %v", dir, err)
+	}
 
 	cs, ps := cfg.ClientTransportSecurity, cfg.PeerTransportSecurity
 	c.ClientCA = cs.TrustedCAFile
