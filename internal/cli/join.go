@@ -233,6 +233,23 @@ func (a *App) initialised(res *join.InitResult, m *spec.Member, listen string) {
 	fmt.Fprintf(a.Out, "  3. on each new host, the join command it prints:\n       etcdkit join %s --token TOKEN --ca-hash %s --name NAME --peer-url https://HOST:2380\n", listen, res.CAHash)
 }
 
+// withTokens connects to the cluster and hands fn its token store, with a
+// context bounded by the command timeout.
+func (a *App) withTokens(cmd *cobra.Command, cf *clientFlags, fn func(ctx context.Context, t *connect.Target, s *join.Store) error) error {
+	t, err := a.target(cmd, cf)
+	if err != nil {
+		return err
+	}
+	cli, err := t.Client()
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	ctx, cancel := t.Ctx(cmd.Context())
+	defer cancel()
+	return fn(ctx, t, &join.Store{Client: cli})
+}
+
 func (a *App) tokenCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "token",
@@ -282,44 +299,21 @@ for each join endpoint the members announce. The token is shown only now.`,
 			if uses < 1 {
 				return usagef("invalid value %d for flag --uses; give 1 or more", uses)
 			}
-			t, err := a.target(cmd, &cf)
-			if err != nil {
-				return err
-			}
-			cli, err := t.Client()
-			if err != nil {
-				return err
-			}
-			defer cli.Close()
-			ctx, cancel := t.Ctx(cmd.Context())
-			defer cancel()
-			tok, rec, err := (&join.Store{Client: cli}).Create(ctx, join.CreateOptions{TTL: ttl, Uses: uses, Description: description})
-			if err != nil {
-				return err
-			}
-			out := tokenCreated{Token: tok.String(), ID: tok.ID, Expires: rec.Expires, Uses: rec.Uses}
-			if out.Endpoints, err = join.ListEndpoints(ctx, cli); err != nil {
-				return err
-			}
-			out.CAHash = a.tokenCAHash(t, out.Endpoints)
-			if len(out.Endpoints) > 0 && out.CAHash != "" {
-				out.JoinCommand = fmt.Sprintf("etcdkit join %s --token %s --ca-hash %s --name NAME --peer-url https://HOST:2380", out.Endpoints[0].URL, out.Token, out.CAHash)
-			}
-			if output != formatTable {
-				return print(a.Out, output, out, nil)
-			}
-			fmt.Fprintf(a.Out, "token:    %s\n", out.Token)
-			if out.CAHash != "" {
-				fmt.Fprintf(a.Out, "ca-hash:  %s\n", out.CAHash)
-			}
-			fmt.Fprintf(a.Out, "expires:  %s (%d use(s))\n", out.Expires.Local().Format(time.RFC3339), out.Uses)
-			for _, e := range out.Endpoints {
-				fmt.Fprintf(a.Out, "endpoint: %s (member %q)\n", e.URL, e.Member)
-			}
-			if out.JoinCommand != "" {
-				fmt.Fprintf(a.Out, "\non each new host:\n  %s\n", out.JoinCommand)
-			}
-			return nil
+			return a.withTokens(cmd, &cf, func(ctx context.Context, t *connect.Target, s *join.Store) error {
+				tok, rec, err := s.Create(ctx, join.CreateOptions{TTL: ttl, Uses: uses, Description: description})
+				if err != nil {
+					return err
+				}
+				out := tokenCreated{Token: tok.String(), ID: tok.ID, Expires: rec.Expires, Uses: rec.Uses}
+				if out.Endpoints, err = join.ListEndpoints(ctx, s.Client); err != nil {
+					return err
+				}
+				out.CAHash = a.tokenCAHash(t, out.Endpoints)
+				if len(out.Endpoints) > 0 && out.CAHash != "" {
+					out.JoinCommand = fmt.Sprintf("etcdkit join %s --token %s --ca-hash %s --name NAME --peer-url https://HOST:2380", out.Endpoints[0].URL, out.Token, out.CAHash)
+				}
+				return a.printCreated(output, out)
+			})
 		},
 	}
 	addClientFlags(cmd, &cf)
@@ -329,6 +323,24 @@ for each join endpoint the members announce. The token is shown only now.`,
 	fs.IntVar(&uses, "uses", 1, "how many hosts may join with it")
 	fs.StringVar(&description, "description", "", "what the token is for, shown by `token list`")
 	return cmd
+}
+
+func (a *App) printCreated(output string, out tokenCreated) error {
+	if output != formatTable {
+		return print(a.Out, output, out, nil)
+	}
+	fmt.Fprintf(a.Out, "token:    %s\n", out.Token)
+	if out.CAHash != "" {
+		fmt.Fprintf(a.Out, "ca-hash:  %s\n", out.CAHash)
+	}
+	fmt.Fprintf(a.Out, "expires:  %s (%d use(s))\n", out.Expires.Local().Format(time.RFC3339), out.Uses)
+	for _, e := range out.Endpoints {
+		fmt.Fprintf(a.Out, "endpoint: %s (member %q)\n", e.URL, e.Member)
+	}
+	if out.JoinCommand != "" {
+		fmt.Fprintf(a.Out, "\non each new host:\n  %s\n", out.JoinCommand)
+	}
+	return nil
 }
 
 // tokenCAHash is the CA hash to print: the one the join endpoints
@@ -379,28 +391,19 @@ never shown; expired and used-up tokens are listed for a day after expiry.`,
 			if err := checkFormat(output); err != nil {
 				return err
 			}
-			t, err := a.target(cmd, &cf)
-			if err != nil {
-				return err
-			}
-			cli, err := t.Client()
-			if err != nil {
-				return err
-			}
-			defer cli.Close()
-			ctx, cancel := t.Ctx(cmd.Context())
-			defer cancel()
-			list, err := (&join.Store{Client: cli}).List(ctx)
-			if err != nil {
-				return err
-			}
-			return print(a.Out, output, list, func() *table {
-				tb := &table{header: []string{"ID", "STATUS", "EXPIRES", "USES", "USED BY", "DESCRIPTION"}}
-				for _, i := range list {
-					tb.add(i.ID, i.Status, i.Expires.Local().Format(time.RFC3339), fmt.Sprintf("%d/%d", i.Used, i.Uses),
-						dash(strings.Join(i.UsedBy, ",")), i.Description)
+			return a.withTokens(cmd, &cf, func(ctx context.Context, _ *connect.Target, s *join.Store) error {
+				list, err := s.List(ctx)
+				if err != nil {
+					return err
 				}
-				return tb
+				return print(a.Out, output, list, func() *table {
+					tb := &table{header: []string{"ID", "STATUS", "EXPIRES", "USES", "USED BY", "DESCRIPTION"}}
+					for _, i := range list {
+						tb.add(i.ID, i.Status, i.Expires.Local().Format(time.RFC3339), fmt.Sprintf("%d/%d", i.Used, i.Uses),
+							dash(strings.Join(i.UsedBy, ",")), i.Description)
+					}
+					return tb
+				})
 			})
 		},
 	}
@@ -426,26 +429,17 @@ func (a *App) tokenRevokeCmd() *cobra.Command {
 			} else if err := join.CheckTokenID(id); err != nil {
 				return usageError{err}
 			}
-			t, err := a.target(cmd, &cf)
-			if err != nil {
-				return err
-			}
-			cli, err := t.Client()
-			if err != nil {
-				return err
-			}
-			defer cli.Close()
-			ctx, cancel := t.Ctx(cmd.Context())
-			defer cancel()
-			info, err := (&join.Store{Client: cli}).Revoke(ctx, id)
-			if errors.Is(err, join.ErrTokenNotFound) {
-				return fmt.Errorf("%w; `etcdkit token list` shows the tokens there are (an expired token is deleted a day after it expires)", err)
-			}
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(a.Out, "revoked token %s (%s, %d of %d uses)\n", info.ID, info.Status, info.Used, info.Uses)
-			return nil
+			return a.withTokens(cmd, &cf, func(ctx context.Context, _ *connect.Target, s *join.Store) error {
+				info, err := s.Revoke(ctx, id)
+				if errors.Is(err, join.ErrTokenNotFound) {
+					return fmt.Errorf("%w; `etcdkit token list` shows the tokens there are (an expired token is deleted a day after it expires)", err)
+				}
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(a.Out, "revoked token %s (%s, %d of %d uses)\n", info.ID, info.Status, info.Used, info.Uses)
+				return nil
+			})
 		},
 	}
 	addClientFlags(cmd, &cf)
@@ -527,9 +521,13 @@ at a time) the join waits, up to --wait.`,
 				return nil
 			}
 			fmt.Fprintf(a.Err, "starting member %q in the foreground (Ctrl-C stops it; later starts: etcdkit member run --config %s)\n", p.name, res.ConfigPath)
-			return a.runMember(cmd.Context(), res.ConfigPath, false, func(*embed.Etcd) {
+			err = a.runMember(cmd.Context(), res.ConfigPath, false, func(*embed.Etcd) {
 				go a.promoteJoined(cmd.Context(), res, p.name, p.clientURL)
 			})
+			if err != nil {
+				return fmt.Errorf("%w\nthe member is in the cluster as a learner and its files are written: once the cause is fixed, start it with `etcdkit member run --config %s`", err, res.ConfigPath)
+			}
+			return nil
 		},
 	}
 	addMemberPlaceFlags(cmd, &p)

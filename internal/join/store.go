@@ -26,17 +26,24 @@ const (
 	casAttempts = 20
 )
 
-// Record is a token as etcd keeps it: a hash, never the secret.
-type Record struct {
+// TokenData is what etcd keeps of a token besides its hash, and what
+// anyone with access to the cluster may see.
+type TokenData struct {
 	ID          string    `json:"id"`
-	Hash        string    `json:"hash"`
 	Description string    `json:"description,omitempty"`
 	Created     time.Time `json:"created"`
 	Expires     time.Time `json:"expires"`
-	// Uses is how many joins the token allows; Used how many it had.
+	// Uses is how many joins the token allows; Used how many it had, by
+	// the members in UsedBy.
 	Uses   int      `json:"uses"`
 	Used   int      `json:"used"`
 	UsedBy []string `json:"usedBy,omitempty"`
+}
+
+// Record is a token as etcd keeps it: a hash, never the secret.
+type Record struct {
+	TokenData
+	Hash string `json:"hash"`
 }
 
 // Status of a token.
@@ -47,7 +54,7 @@ const (
 )
 
 // Status says whether the token can still be used at now.
-func (r *Record) Status(now time.Time) string {
+func (r *TokenData) Status(now time.Time) string {
 	switch {
 	case !now.Before(r.Expires):
 		return StatusExpired
@@ -59,20 +66,13 @@ func (r *Record) Status(now time.Time) string {
 
 // Info is a token as `token list` shows it: no hash.
 type Info struct {
-	ID          string    `json:"id"`
-	Status      string    `json:"status"`
-	Description string    `json:"description,omitempty"`
-	Created     time.Time `json:"created"`
-	Expires     time.Time `json:"expires"`
-	Uses        int       `json:"uses"`
-	Used        int       `json:"used"`
-	UsedBy      []string  `json:"usedBy,omitempty"`
+	TokenData
+	Status string `json:"status"`
 }
 
 // Info is the listing view of r at now.
 func (r *Record) Info(now time.Time) Info {
-	return Info{ID: r.ID, Status: r.Status(now), Description: r.Description, Created: r.Created,
-		Expires: r.Expires, Uses: r.Uses, Used: r.Used, UsedBy: r.UsedBy}
+	return Info{TokenData: r.TokenData, Status: r.Status(now)}
 }
 
 // Errors of a token check. The refusal of an unknown id and of a wrong
@@ -128,7 +128,7 @@ func (s *Store) Create(ctx context.Context, o CreateOptions) (Token, *Record, er
 		if err != nil {
 			return Token{}, nil, err
 		}
-		rec := &Record{ID: tok.ID, Hash: tok.Hash(), Description: o.Description, Created: now, Expires: now.Add(o.TTL), Uses: o.Uses}
+		rec := &Record{Hash: tok.Hash(), TokenData: TokenData{ID: tok.ID, Description: o.Description, Created: now, Expires: now.Add(o.TTL), Uses: o.Uses}}
 		b, err := json.Marshal(rec)
 		if err != nil {
 			return Token{}, nil, err

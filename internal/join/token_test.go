@@ -92,7 +92,7 @@ func FuzzParseToken(f *testing.F) {
 
 func TestRecordStatus(t *testing.T) {
 	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
-	r := &Record{Expires: now.Add(time.Hour), Uses: 2, Used: 1}
+	r := &TokenData{Expires: now.Add(time.Hour), Uses: 2, Used: 1}
 	if s := r.Status(now); s != StatusValid {
 		t.Fatalf("status %q", s)
 	}

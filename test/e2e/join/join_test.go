@@ -110,20 +110,19 @@ func TestThreeHostsJoin(t *testing.T) {
 	}
 	endpoint := "https://" + net.JoinHostPort(h1.ip, strconv.Itoa(joinPorts[0]))
 
-	// host1: init writes the first member with the join endpoint on.
-	r := ek(t, nil, append([]string{"init", "--join-listen", endpoint}, h1.place("h1")...)...)
+	// host1: init writes the first member with the join endpoint on, and
+	// with --start runs it.
+	p1 := testutil.Start(t, nil, bin, append([]string{"init", "--start", "--join-listen", endpoint}, h1.place("h1")...)...)
+	testutil.WaitReady(t, p1)
+	waitStderr(t, p1, "join endpoint is serving")
 	for _, want := range []string{`initialised member "h1"; created the CA`, "etcdkit member run --config " + h1.config(), "etcdkit token create --endpoints " + h1.clientURL, "etcdkit join " + endpoint} {
-		if !strings.Contains(r.Stdout, want) {
-			t.Fatalf("init output lacks %q:\n%s", want, r.Stdout)
+		if !strings.Contains(p1.Stdout(), want) {
+			t.Fatalf("init output lacks %q:\n%s", want, p1.Stdout())
 		}
 	}
 	// A second init refuses to replace anything.
 	again := testutil.Run(t, nil, bin, append([]string{"init", "--join-listen", endpoint}, h1.place("h1")...)...)
 	testutil.ExpectFailure(t, again, 1, h1.config()+" already exists")
-
-	p1 := testutil.Start(t, nil, bin, "member", "run", "--config", h1.config())
-	testutil.WaitReady(t, p1)
-	waitStderr(t, p1, "join endpoint is serving")
 	ca := pki.LayoutCfssl.CA(h1.certDir())
 	client := pki.LayoutCfssl.Leaf(h1.certDir(), pki.RoleClient)
 	env := []string{"ETCDCTL_ENDPOINTS=" + h1.clientURL, "ETCDCTL_CACERT=" + ca.Cert, "ETCDCTL_CERT=" + client.Cert, "ETCDCTL_KEY=" + client.Key}
@@ -201,22 +200,41 @@ func TestThreeHostsJoin(t *testing.T) {
 	})
 
 	// Two hosts join at the same time with one two-use token; etcd takes
-	// one learner at a time, so one waits for the other's promotion.
+	// one learner at a time, so one waits for the other's promotion. host2
+	// runs its member in the join process, which promotes it; host3 only
+	// writes its files (--no-start) and is started as a service manager
+	// would, and the endpoint promotes it.
 	p2 := testutil.Start(t, nil, bin, joinArgs(h2, "h2", tok.Token)...)
-	p3 := testutil.Start(t, nil, bin, joinArgs(h3, "h3", tok.Token)...)
+	p3 := testutil.Start(t, nil, bin, append(joinArgs(h3, "h3", tok.Token), "--no-start")...)
+	p3.WaitOutput(t, "next: etcdkit member run --config "+h3.config(), 4*time.Minute)
+	if code := p3.Wait(t, time.Minute); code != 0 {
+		t.Fatalf("join --no-start: exit %d\n%s", code, p3.Stderr())
+	}
+	t.Logf("host3 waited for another learner: %v", strings.Contains(p3.Stderr(), "waiting: "))
+	p3 = testutil.Start(t, nil, bin, "member", "run", "--config", h3.config())
+	testutil.WaitReady(t, p3)
 	p2.WaitOutput(t, `member "h2" joined the cluster as a voting member`, 4*time.Minute)
-	p3.WaitOutput(t, `member "h3" joined the cluster as a voting member`, 4*time.Minute)
+	t.Logf("host2 waited for another learner: %v", strings.Contains(p2.Stderr(), "waiting: "))
 	env[0] = "ETCDCTL_ENDPOINTS=" + strings.Join([]string{h1.clientURL, h2.clientURL, h3.clientURL}, ",")
 	var ms *ops.Membership
-	testutil.Retry(t, t.Context(), func() error {
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
 		ms = members(t, env)
+		var bad []string
 		for _, m := range ms.Members {
 			if !m.Started || m.Learner || !m.Healthy {
-				return fmt.Errorf("member %s: started %v learner %v healthy %v", m.Name, m.Started, m.Learner, m.Healthy)
+				bad = append(bad, fmt.Sprintf("%s: started %v learner %v healthy %v", m.Name, m.Started, m.Learner, m.Healthy))
 			}
 		}
-		return nil
-	})
+		if len(bad) == 0 && len(ms.Members) == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not 3 healthy voters: %v\nhost1's log:\n%s", bad, p1.Stderr())
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	waitStderr(t, p1, "promoted the joined member to a voting member")
 	var names []string
 	for _, m := range ms.Members {
 		names = append(names, m.Name)
