@@ -125,7 +125,7 @@ command it prints on each new host.`,
 			if err != nil {
 				return err
 			}
-			a.initialised(res, m, listen)
+			a.initialised(res, m, listen, specPath)
 			if !start {
 				return nil
 			}
@@ -153,6 +153,9 @@ func (a *App) initSpec(cmd *cobra.Command, p *memberPlace, specPath, memberName,
 	if specPath != "" {
 		if memberName == "" {
 			return nil, nil, usagef("--spec needs --member: the spec member this host is")
+		}
+		if err := specFlagsClash(cmd); err != nil {
+			return nil, nil, err
 		}
 		var warnings []string
 		var err error
@@ -214,7 +217,7 @@ func (a *App) initSpec(cmd *cobra.Command, p *memberPlace, specPath, memberName,
 }
 
 // initialised says what init wrote and what comes next.
-func (a *App) initialised(res *join.InitResult, m *spec.Member, listen string) {
+func (a *App) initialised(res *join.InitResult, m *spec.Member, listen, specPath string) {
 	ca := "using the existing CA"
 	if res.CACreated {
 		ca = "created the CA"
@@ -230,7 +233,11 @@ func (a *App) initialised(res *join.InitResult, m *spec.Member, listen string) {
 	}
 	client := fmt.Sprintf("--endpoints %s --cacert %s --cert %s --key %s", m.ClientURL, res.CA.Cert, res.Client.Cert, res.Client.Key)
 	fmt.Fprintf(a.Out, "  2. create a join token (on this host):  etcdkit token create %s\n", client)
-	fmt.Fprintf(a.Out, "  3. on each new host, the join command it prints:\n       etcdkit join %s --token TOKEN --ca-hash %s --name NAME --peer-url https://HOST:2380\n", listen, res.CAHash)
+	who := "--name NAME --peer-url https://HOST:2380"
+	if specPath != "" {
+		who = "--spec " + specPath + " --member NAME"
+	}
+	fmt.Fprintf(a.Out, "  3. on each new host, the join command it prints:\n       etcdkit join %s --token TOKEN --ca-hash %s %s\n", listen, res.CAHash, who)
 }
 
 // withTokens connects to the cluster and hands fn its token store, with a
@@ -446,17 +453,56 @@ func (a *App) tokenRevokeCmd() *cobra.Command {
 	return cmd
 }
 
+// specFlagsClash refuses flags that say what --spec says.
+func specFlagsClash(cmd *cobra.Command) error {
+	for _, f := range []string{"name", "peer-url", "client-url"} {
+		if cmd.Flags().Changed(f) {
+			return usagef("--%s contradicts --spec, which gives the member's name and URLs; drop --%s", f, f)
+		}
+	}
+	return nil
+}
+
+// fromSpec takes a member's name, URLs, directories and PKI settings from
+// the cluster spec, where flags did not give them.
+func (a *App) fromSpec(cmd *cobra.Command, p *memberPlace, specPath, memberName string) error {
+	if memberName == "" {
+		return usagef("--spec needs --member: the spec member this host is")
+	}
+	if err := specFlagsClash(cmd); err != nil {
+		return err
+	}
+	c, warnings, err := spec.Load(specPath)
+	for _, w := range warnings {
+		fmt.Fprintf(a.Err, "warning: %s\n", w)
+	}
+	if err != nil {
+		return err
+	}
+	m, ok := c.Member(memberName)
+	if !ok {
+		return usagef("%s has no member %q; members are %s", specPath, memberName, strings.Join(memberNames(c), ", "))
+	}
+	p.name, p.peerURL, p.clientURL = m.Name, m.PeerURL, m.ClientURL
+	p.dataDir = orDefault(p.dataDir, c.MemberDataDir(m))
+	p.certDir = orDefault(p.certDir, c.MemberPKIDir(m))
+	p.layout = orDefault(p.layout, c.PKI.Layout)
+	p.keyAlg = orDefault(p.keyAlg, c.PKI.KeyAlgorithm)
+	return nil
+}
+
 func (a *App) joinCmd() *cobra.Command {
 	var (
-		p        memberPlace
-		token    string
-		caHash   string
-		insecure bool
-		noStart  bool
-		wait     time.Duration
+		p                    memberPlace
+		specPath, memberName string
+		token                string
+		caHash               string
+		insecure             bool
+		noStart              bool
+		wait                 time.Duration
 	)
 	cmd := &cobra.Command{
-		Use:   "join URL --token TOKEN --ca-hash sha256:HEX --name NAME --peer-url URL",
+		Use:   "join URL --token TOKEN --ca-hash sha256:HEX (--name NAME --peer-url URL | --spec cluster.yaml --member NAME)",
 		Short: "Join this host to a cluster through its join endpoint: keys made here, certificates signed there",
 		Long: `Joins this host to a running cluster with a token from 'etcdkit token create'.
 
@@ -498,6 +544,13 @@ at a time) the join waits, up to --wait.`,
 					return usagef("--ca-hash: %v", err)
 				}
 			}
+			if specPath != "" {
+				if err := a.fromSpec(cmd, &p, specPath, memberName); err != nil {
+					return err
+				}
+			} else if memberName != "" {
+				return usagef("--member needs --spec; without a spec give --name")
+			}
 			if err := p.resolve(); err != nil {
 				return err
 			}
@@ -537,6 +590,9 @@ at a time) the join waits, up to --wait.`,
 	fs.BoolVar(&insecure, "insecure-skip-ca-verification", false, "join without --ca-hash, trusting whatever CA the endpoint presents (unsafe)")
 	fs.BoolVar(&noStart, "no-start", false, "write the files and print the command that starts the member, instead of starting it")
 	fs.DurationVar(&wait, "wait", join.DefaultWait, "how long to wait while other members are joining")
+	fs.StringVar(&specPath, "spec", "", "cluster spec: the member's name, URLs, directories and PKI layout come from it")
+	fs.StringVar(&memberName, "member", "", "with --spec: the spec member this host is")
+	_ = cmd.MarkFlagFilename("spec", "yaml", "yml")
 	return cmd
 }
 

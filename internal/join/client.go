@@ -95,7 +95,11 @@ func Join(ctx context.Context, o Options) (*Result, error) {
 	if err := o.Paths.checkEmpty(o.Layout); err != nil {
 		return nil, err
 	}
-	say(fmt.Sprintf("verifying %s against the pinned CA", u.Redacted()))
+	if pin == "" {
+		say(fmt.Sprintf("connecting to %s without a CA hash: trusting the CA it presents", u.Redacted()))
+	} else {
+		say(fmt.Sprintf("verifying %s against the pinned CA", u.Redacted()))
+	}
 	ca, err := probe(ctx, u, pin)
 	if err != nil {
 		return nil, err

@@ -51,22 +51,26 @@ func ListEndpoints(ctx context.Context, cli *clientv3.Client) ([]Advertised, err
 func announce(ctx context.Context, cli *clientv3.Client, memberID string, a Advertised, lg *zap.Logger, announced func()) {
 	key := endpointPrefix + memberID
 	val, _ := json.Marshal(a)
-	first := true
+	first, failing := true, false
 	for ctx.Err() == nil {
 		lease, err := cli.Grant(ctx, endpointTTL)
 		if err == nil {
 			_, err = cli.Put(ctx, key, string(val), clientv3.WithLease(lease.ID))
 		}
 		if err != nil {
-			if ctx.Err() == nil {
-				lg.Warn("cannot announce the join endpoint in etcd; retrying", zap.Error(err))
+			// Once per outage, not every retry: a cluster without quorum
+			// refuses for as long as it lasts.
+			if ctx.Err() == nil && !failing {
+				lg.Warn("cannot announce the join endpoint in etcd; retrying every 5s", zap.Error(err))
 			}
+			failing = true
 			select {
 			case <-ctx.Done():
 			case <-time.After(5 * time.Second):
 			}
 			continue
 		}
+		failing = false
 		if first {
 			first = false
 			announced()

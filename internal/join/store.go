@@ -79,7 +79,7 @@ func (r *Record) Info(now time.Time) Info {
 // secret read the same, so ids cannot be probed; expiry and use count are
 // told only to whoever holds the secret.
 var (
-	ErrTokenRefused  = errors.New("the join token was refused: no such token, it was revoked, or its secret is wrong")
+	ErrTokenRefused  = errors.New("the join token is not valid: there is no such token, it was revoked, or its secret is wrong")
 	ErrTokenExpired  = errors.New("the join token has expired")
 	ErrTokenUsedUp   = errors.New("the join token has been used as many times as it allows")
 	ErrTokenNotFound = errors.New("no such token")
