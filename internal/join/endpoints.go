@@ -1,6 +1,7 @@
 package join
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -46,13 +47,15 @@ func ListEndpoints(ctx context.Context, cli *clientv3.Client) ([]Advertised, err
 }
 
 // announce keeps the endpoint's key in etcd until ctx ends, putting it
-// back after a lease is lost (a quorum loss, a long pause). It calls
-// announced once, the first time the key is written.
-func announce(ctx context.Context, cli *clientv3.Client, memberID string, a Advertised, lg *zap.Logger, announced func()) {
+// back after a lease is lost (a quorum loss, a long pause), and updating it
+// when what current says changes (a CA rotation changes the hash). It
+// calls announced once, the first time the key is written.
+func announce(ctx context.Context, cli *clientv3.Client, memberID string, current func() Advertised, lg *zap.Logger, announced func(Advertised)) {
 	key := endpointPrefix + memberID
-	val, _ := json.Marshal(a)
 	first, failing := true, false
 	for ctx.Err() == nil {
+		a := current()
+		val, _ := json.Marshal(a)
 		lease, err := cli.Grant(ctx, endpointTTL)
 		if err == nil {
 			_, err = cli.Put(ctx, key, string(val), clientv3.WithLease(lease.ID))
@@ -73,13 +76,9 @@ func announce(ctx context.Context, cli *clientv3.Client, memberID string, a Adve
 		failing = false
 		if first {
 			first = false
-			announced()
+			announced(a)
 		}
-		ka, err := cli.KeepAlive(ctx, lease.ID)
-		if err == nil {
-			for range ka {
-			}
-		}
+		keepAnnounced(ctx, cli, key, lease.ID, val, current, lg)
 		if ctx.Err() != nil {
 			// A clean stop takes the key away at once.
 			rctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -88,5 +87,34 @@ func announce(ctx context.Context, cli *clientv3.Client, memberID string, a Adve
 			return
 		}
 		lg.Warn("the join endpoint's lease in etcd was lost; announcing it again")
+	}
+}
+
+// keepAnnounced keeps the lease alive until it is lost or ctx ends, and
+// rewrites the key when the announcement changes.
+func keepAnnounced(ctx context.Context, cli *clientv3.Client, key string, lease clientv3.LeaseID, val []byte, current func() Advertised, lg *zap.Logger) {
+	ka, err := cli.KeepAlive(ctx, lease)
+	if err != nil {
+		return
+	}
+	tick := time.NewTicker(time.Minute)
+	defer tick.Stop()
+	for {
+		select {
+		case _, ok := <-ka:
+			if !ok {
+				return
+			}
+		case <-tick.C:
+			a := current()
+			now, _ := json.Marshal(a)
+			if bytes.Equal(now, val) {
+				continue
+			}
+			if _, err := cli.Put(ctx, key, string(now), clientv3.WithLease(lease)); err == nil {
+				val = now
+				lg.Info("join endpoint announced again", zap.String("url", a.URL), zap.String("ca-hash", a.CAHash))
+			}
+		}
 	}
 }

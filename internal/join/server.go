@@ -351,11 +351,6 @@ func (ep *Endpoint) sign(ca *pki.CA, c *checked, req *Request, ms *ops.Membershi
 	}, nil
 }
 
-// servingHosts are the names the endpoint's own certificate carries.
-func servingHosts(hosts ...string) []string {
-	return pki.HostsForURLs(hosts...)
-}
-
 // servingCert issues the endpoint's TLS certificate in memory (its key is
 // never written): the CA itself follows the leaf in the chain, so a joiner
 // can find the certificate its --ca-hash pins.

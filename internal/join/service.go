@@ -168,24 +168,18 @@ func (c *Config) Service(ln net.Listener) member.Service {
 	return func(ctx context.Context, e *embed.Etcd, lg *zap.Logger) {
 		defer ln.Close()
 		lg = lg.Named("join")
-		ep, cli, err := c.endpoint(ctx, e, lg)
-		if err != nil {
-			lg.Error("the join endpoint cannot start; the member keeps running without it", zap.Error(err))
-			return
-		}
+		ep, cli := c.endpoint(ctx, e, lg)
 		defer cli.Close()
 		ec := e.Config()
 		var hosts []string
 		for _, u := range append(append([]url.URL{}, ec.AdvertiseClientUrls...), ec.AdvertisePeerUrls...) {
 			hosts = append(hosts, u.String())
 		}
-		certs := &certSource{pair: c.CAPair, hosts: servingHosts(append(hosts, c.Advertise, c.Listen.String())...), lg: lg}
-		cert, err := certs.current()
-		if err != nil {
+		certs := &certSource{pair: c.CAPair, hosts: pki.HostsForURLs(append(hosts, c.Advertise, c.Listen.String())...), lg: lg}
+		if _, err := certs.current(); err != nil {
 			lg.Error("the join endpoint cannot start; the member keeps running without it", zap.Error(err))
 			return
 		}
-		pin, _ := pki.PublicKeyPin(cert.ca.PublicKey)
 		srv := &http.Server{
 			Handler:           ep.Handler(),
 			TLSConfig:         &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: certs.get},
@@ -200,8 +194,15 @@ func (c *Config) Service(ln net.Listener) member.Service {
 				lg.Error("the join endpoint stopped", zap.Error(err))
 			}
 		}()
-		go announce(ctx, cli, fmt.Sprintf("%x", uint64(e.Server.MemberID())), Advertised{Member: ec.Name, URL: c.Advertise, CAHash: pin}, lg, func() {
-			lg.Info("join endpoint is serving", zap.String("url", c.Advertise), zap.String("ca-hash", pin))
+		current := func() Advertised {
+			a := Advertised{Member: ec.Name, URL: c.Advertise}
+			if sc, err := certs.current(); err == nil {
+				a.CAHash, _ = pki.PublicKeyPin(sc.ca.PublicKey)
+			}
+			return a
+		}
+		go announce(ctx, cli, fmt.Sprintf("%x", uint64(e.Server.MemberID())), current, lg, func(a Advertised) {
+			lg.Info("join endpoint is serving", zap.String("url", a.URL), zap.String("ca-hash", a.CAHash))
 		})
 		select {
 		case <-ctx.Done():
@@ -214,7 +215,7 @@ func (c *Config) Service(ln net.Listener) member.Service {
 }
 
 // endpoint builds the Endpoint of a running member.
-func (c *Config) endpoint(ctx context.Context, e *embed.Etcd, lg *zap.Logger) (*Endpoint, *clientv3.Client, error) {
+func (c *Config) endpoint(ctx context.Context, e *embed.Etcd, lg *zap.Logger) (*Endpoint, *clientv3.Client) {
 	ec := e.Config()
 	var eps []string
 	for _, u := range ec.AdvertiseClientUrls {
@@ -245,7 +246,7 @@ func (c *Config) endpoint(ctx context.Context, e *embed.Etcd, lg *zap.Logger) (*
 		}
 	}
 	ep.Promote = promoter(ctx, t, lg)
-	return ep, cli, nil
+	return ep, cli
 }
 
 // promoter promotes each member the endpoint added once it has started and
