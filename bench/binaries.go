@@ -16,8 +16,12 @@ import (
 type Binaries struct {
 	Etcdkit   string
 	StockEtcd string
+	// Benchmark is etcd's own load generator (bench/cmd/etcd-benchmark).
+	Benchmark string
 	Etcdctl   string
 	Etcdutl   string
+	Cfssl     string
+	Cfssljson string
 }
 
 // moduleRoot is the directory holding go.mod.
@@ -26,12 +30,21 @@ func moduleRoot() string {
 	return filepath.Clean(filepath.Join(filepath.Dir(file), ".."))
 }
 
-// Build compiles etcdkit and the stock etcd server into dir and finds the
-// stock etcdctl and etcdutl declared as Go tools.
+// Build compiles etcdkit, the stock etcd server and etcd's benchmark tool
+// into dir and finds the stock etcdctl, etcdutl, cfssl and cfssljson
+// declared as Go tools.
 func Build(dir string) (*Binaries, error) {
-	b := &Binaries{Etcdkit: filepath.Join(dir, "etcdkit"), StockEtcd: filepath.Join(dir, "stock-etcd")}
+	b := &Binaries{
+		Etcdkit:   filepath.Join(dir, "etcdkit"),
+		StockEtcd: filepath.Join(dir, "stock-etcd"),
+		Benchmark: filepath.Join(dir, "etcd-benchmark"),
+	}
 	root := moduleRoot()
-	for _, job := range []struct{ out, pkg string }{{b.Etcdkit, "./cmd/etcdkit"}, {b.StockEtcd, "./bench/cmd/stock-etcd"}} {
+	for _, job := range []struct{ out, pkg string }{
+		{b.Etcdkit, "./cmd/etcdkit"},
+		{b.StockEtcd, "./bench/cmd/stock-etcd"},
+		{b.Benchmark, "./bench/cmd/etcd-benchmark"},
+	} {
 		cmd := exec.Command("go", "build", "-o", job.out, job.pkg)
 		cmd.Dir = root
 		if out, err := cmd.CombinedOutput(); err != nil {
@@ -41,7 +54,7 @@ func Build(dir string) (*Binaries, error) {
 	for _, tool := range []struct {
 		name string
 		dst  *string
-	}{{"etcdctl", &b.Etcdctl}, {"etcdutl", &b.Etcdutl}} {
+	}{{"etcdctl", &b.Etcdctl}, {"etcdutl", &b.Etcdutl}, {"cfssl", &b.Cfssl}, {"cfssljson", &b.Cfssljson}} {
 		cmd := exec.Command("go", "tool", "-n", tool.name)
 		cmd.Dir = root
 		out, err := cmd.Output()
@@ -64,5 +77,43 @@ func Machine() string {
 			}
 		}
 	}
-	return fmt.Sprintf("%s, %d cores, %s/%s, %s", model, runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version())
+	mem := ""
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		var kb int64
+		if _, err := fmt.Sscanf(string(b), "MemTotal: %d kB", &kb); err == nil {
+			mem = fmt.Sprintf(", %d GiB RAM", (kb+512*1024)/(1024*1024))
+		}
+	}
+	return fmt.Sprintf("%s, %d cores%s, %s/%s, %s, temp dirs on %s", model, runtime.NumCPU(), mem, runtime.GOOS, runtime.GOARCH, runtime.Version(), tempFS())
+}
+
+// tempFS names the file system the benchmarks' data dirs live on: fsync
+// latency bounds every write benchmark.
+func tempFS() string {
+	b, err := os.ReadFile("/proc/mounts")
+	if err != nil {
+		return "unknown file system"
+	}
+	tmp, best := os.TempDir(), ""
+	fs := "unknown file system"
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.Fields(l)
+		if len(f) < 3 {
+			continue
+		}
+		if strings.HasPrefix(tmp, f[1]) && len(f[1]) >= len(best) {
+			best, fs = f[1], fmt.Sprintf("%s (%s, %s)", f[1], f[2], f[0])
+		}
+	}
+	return fs
+}
+
+// LoadAvg is the 1-minute load average: other work on the machine during
+// a benchmark shows here.
+func LoadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	return strings.Fields(string(b))[0]
 }

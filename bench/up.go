@@ -56,6 +56,19 @@ func UpEtcdkit(b *Binaries, members int) (time.Duration, error) {
 // starts them on N hosts, from the same configs (etcd's --config-file reads
 // etcdkit's rendered YAML) and certificates, made before the clock starts.
 func UpStock(b *Binaries, members int) (time.Duration, error) {
+	return upStock(b, members, false)
+}
+
+// UpRunbook measures the scripted runbook: the certificates made with the
+// stock cfssl and cfssljson from cfssl JSON (a CA, a server and a peer
+// certificate per member, a client certificate) inside the measured time,
+// then N stock etcd servers started together from configs written
+// beforehand (the runbook's hand-written etcd.conf).
+func UpRunbook(b *Binaries, members int) (time.Duration, error) {
+	return upStock(b, members, true)
+}
+
+func upStock(b *Binaries, members int, cfssl bool) (time.Duration, error) {
 	dir, err := os.MkdirTemp("", "bench-stock-")
 	if err != nil {
 		return 0, err
@@ -70,7 +83,21 @@ func UpStock(b *Binaries, members int) (time.Duration, error) {
 	if err != nil {
 		return 0, err
 	}
+	work := filepath.Join(dir, "cfssl")
+	if cfssl {
+		if err := removePKI(d, c); err != nil {
+			return 0, err
+		}
+		if err := os.Mkdir(work, 0o700); err != nil {
+			return 0, err
+		}
+	}
 	start := time.Now()
+	if cfssl {
+		if err := RunbookPKI(b, d, c, work); err != nil {
+			return 0, err
+		}
+	}
 	for _, m := range c.Members {
 		cmd := exec.Command(b.StockEtcd, "--config-file", d.Member(m.Name).Config())
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -83,6 +110,46 @@ func UpStock(b *Binaries, members int) (time.Duration, error) {
 		return 0, err
 	}
 	return time.Since(start), nil
+}
+
+// UpOptions configures UpBench.
+type UpOptions struct {
+	Runs, Members int
+	Rerun         string
+}
+
+// UpBench measures the time from nothing to the first acknowledged write
+// on each side, runs rotating between the sides.
+func UpBench(b *Binaries, o UpOptions, r Report) error {
+	load := LoadAvg()
+	type side struct {
+		s   *Sample
+		run func(*Binaries, int) (time.Duration, error)
+	}
+	kit := &Sample{Name: fmt.Sprintf("`etcdkit up`, %d members (CA, certificates, spec and configs included)", o.Members)}
+	book := &Sample{Name: fmt.Sprintf("runbook: cfssl CA and %d certificates from cfssl JSON, then %d stock etcd 3.7 processes", 2*o.Members+1, o.Members)}
+	stock := &Sample{Name: fmt.Sprintf("stock etcd 3.7, %d processes, certificates made beforehand (lower bound, not timed)", o.Members)}
+	sides := []side{{kit, UpEtcdkit}, {book, UpRunbook}, {stock, UpStock}}
+	for i := 0; i < o.Runs; i++ {
+		for _, sd := range Interleave(i, sides...) {
+			d, err := sd.run(b, o.Members)
+			if err != nil {
+				return fmt.Errorf("%s, run %d: %w", sd.s.Name, i+1, err)
+			}
+			sd.s.Runs = append(sd.s.Runs, d)
+			r.Logf("up run %d/%d: %s: %v", i+1, o.Runs, sd.s.Name, d.Round(time.Millisecond))
+		}
+	}
+	r.Header("Time to a healthy cluster from nothing (`etcdkit up`)", o.Rerun, load)
+	r.Printf("From starting the command to the first acknowledged write, %d members on 127.0.0.1-%d, TLS with client-certificate authentication on client and peer URLs; %d runs per side, sides rotating.\n\n", o.Members, o.Members, o.Runs)
+	r.Printf("| time from start to first acknowledged write | runs | min | median | max |\n|---|---|---|---|---|\n")
+	for _, s := range []*Sample{kit, book, stock} {
+		r.Printf("%s\n", s.Row())
+	}
+	rb := Ratio(*kit, *book)
+	r.Printf("\nRatio etcdkit/runbook (medians): %s (target: faster than the runbook); etcdkit/stock with certificates made beforehand: %.2f. Target well under 1 s for etcdkit: %s (median %s).\n\n",
+		Verdict(rb, 1, false), Ratio(*kit, *stock), metOrMissed(kit.Median() < time.Second), ms(kit.Median()))
+	return nil
 }
 
 // firstWrite puts a key through any endpoint until one put is acknowledged.

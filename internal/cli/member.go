@@ -127,6 +127,8 @@ func (f *changeFlags) backupDirFor(t *connect.Target, c *spec.Cluster) string {
 	switch d, isUp := local.SourceDir(t); {
 	case f.backupDir != "":
 		return f.backupDir
+	case f.cf.fromKubeadm:
+		return kubeadmBackupDir(&f.cf)
 	case isUp:
 		return d.BackupDir()
 	case c != nil && c.Backup != nil && c.Backup.Dir != "":
@@ -563,18 +565,35 @@ command is interrupted at any step, running it again continues from there.`,
 			if err != nil {
 				return err
 			}
-			h, c, err := a.host(&jf, t, nm)
-			if err != nil {
+			var (
+				host  replace.Host
+				wrote func(*ops.Written)
+				c     *spec.Cluster
+			)
+			kh, err := a.kubeadmHost(&f.cf, &jf, nm)
+			switch {
+			case err != nil:
 				return err
+			case kh != nil:
+				host, wrote = kh, a.kubeadmWrote(kh)
+			default:
+				h, sc, err := a.host(&jf, t, nm)
+				if err != nil {
+					return err
+				}
+				host, wrote, c = h, func(w *ops.Written) { a.wrote(h, w) }, sc
 			}
 			dir := f.backupDirFor(t, c)
 			o := replace.Options{
 				Target: t, Old: args[0], New: nm, Force: force, DryRun: dryRun,
-				StateDir: dir, Backup: a.backup(&f, t, dir), Host: h,
+				StateDir: dir, Backup: a.backup(&f, t, dir), Host: host,
 				ChangeTimeout: f.timeout,
 			}
 			timeouts.apply(&o)
-			return a.runReplace(cmd.Context(), o, output, func(w *ops.Written) { a.wrote(h, w) })
+			if err := a.runReplace(cmd.Context(), o, output, wrote); err != nil || kh == nil || dryRun || output != formatTable {
+				return err
+			}
+			return a.kubeadmAPIServerNote(cmd.Context(), t, &f.cf)
 		},
 	}
 	addChangeFlags(cmd, &f)

@@ -2,6 +2,8 @@
 // command uses, and opens clients to them. Flags win, then the ETCDCTL_*
 // environment, then discovery sources (an etcdkit dir, /etc/etcd, kubeadm)
 // in the order the caller gives; Target.Source says which were used.
+// The sources for /etc/etcd are here (system.go); the etcdkit dir's is in
+// internal/local, kubeadm's in internal/kubeadm.
 package connect
 
 import (
@@ -114,7 +116,15 @@ func Resolve(flags, env Settings, sources ...Source) (*Target, error) {
 		}
 	}
 	if len(t.Endpoints) == 0 {
-		return nil, fmt.Errorf("%w: pass --endpoints (or set ETCDCTL_ENDPOINTS), or --dir for a cluster made by `etcdkit up`", ErrNoEndpoints)
+		looked := ""
+		if len(sources) > 0 {
+			names := make([]string, len(sources))
+			for i, src := range sources {
+				names[i] = src.Name
+			}
+			looked = "; nothing found in: " + strings.Join(names, ", ")
+		}
+		return nil, fmt.Errorf("%w: pass --endpoints (or set ETCDCTL_ENDPOINTS), or --dir for a cluster made by `etcdkit up`%s", ErrNoEndpoints, looked)
 	}
 	if t.DialTimeout == 0 {
 		t.DialTimeout = DefaultDialTimeout

@@ -7,9 +7,6 @@ import (
 	"path/filepath"
 	"strings"
 
-	corev1 "k8s.io/api/core/v1"
-	"sigs.k8s.io/yaml"
-
 	"github.com/etcdkit/etcdkit/internal/etcdconf"
 	"github.com/etcdkit/etcdkit/internal/pki"
 )
@@ -116,46 +113,4 @@ func stateNewWithData(name string, c *etcdconf.Config) (Finding, bool) {
 
 // lintPod reads a kubeadm static pod manifest: the etcd container's
 // command line is checked as etcd would read it.
-func lintPod(name string, data []byte) []Finding {
-	var pod corev1.Pod
-	if err := yaml.Unmarshal(data, &pod); err != nil {
-		return []Finding{{Rule: "syntax", Severity: Error, File: name, Message: "not a Pod manifest: " + err.Error()}}
-	}
-	lines := etcdconf.YAMLLines(data)
-	for i, ctr := range pod.Spec.Containers {
-		argv := append(append([]string{}, ctr.Command...), ctr.Args...)
-		if len(argv) == 0 || filepath.Base(argv[0]) != "etcd" {
-			continue
-		}
-		var args []etcdconf.Arg
-		var out []Finding
-		for j, a := range argv[1:] {
-			field, idx := "command", j+1
-			if j+1 >= len(ctr.Command) {
-				field, idx = "args", j+1-len(ctr.Command)
-			}
-			line := lines[fmt.Sprintf("spec.containers[%d].%s[%d]", i, field, idx)]
-			flag, value, ok := strings.Cut(strings.TrimLeft(a, "-"), "=")
-			if !strings.HasPrefix(a, "-") {
-				out = append(out, Finding{Rule: "syntax", Severity: Error, File: name, Line: line, Key: a, Message: "etcd takes no positional arguments", Fix: "write --flag=value"})
-				continue
-			}
-			if !ok {
-				value = "true" // a bare boolean flag
-			}
-			args = append(args, etcdconf.Arg{Flag: flag, Value: value, Line: line})
-		}
-		c, problems := etcdconf.FromArgs(name, args)
-		out = append(out, fromFieldErrors(problems)...)
-		out = append(out, lintConfig(name, c)...)
-		// A missing flag is reported at the command line it is missing from.
-		for j := range out {
-			if out[j].Line == 0 {
-				out[j].Line = lines[fmt.Sprintf("spec.containers[%d].command", i)]
-			}
-		}
-		return out
-	}
-	return []Finding{{Rule: RulePodNoEtcd, Severity: Error, File: name, Line: lines["spec.containers"],
-		Message: "no container runs etcd (a command starting with etcd)", Fix: "lint the etcd manifest, /etc/kubernetes/manifests/etcd.yaml"}}
-}
+func lintPod(name string, data []byte) []Finding { return Pod(name, data, nil) }

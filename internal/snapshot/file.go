@@ -7,17 +7,22 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
+	"hash/crc32"
 	"io"
 	"os"
 	"runtime/debug"
+	"strings"
 	"syscall"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	etcdutlsnap "go.etcd.io/etcd/etcdutl/v3/snapshot"
 	"go.etcd.io/etcd/server/v3/storage/backend"
+	"go.etcd.io/etcd/server/v3/storage/mvcc"
 	"go.etcd.io/etcd/server/v3/storage/schema"
-	"go.uber.org/zap"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/etcdkit/etcdkit/internal/fsutil"
 )
@@ -106,6 +111,14 @@ func readStatus(path string, requireHash bool) (*FileStatus, error) {
 		return nil, fmt.Errorf("snapshot %s: %w", path, err)
 	}
 	st.SHA256 = full
+	return checkContent(st, embeddedOK, requireHash)
+}
+
+// checkContent finishes a status whose file hashes are known: it refuses a
+// mismatched (or, when required, missing) embedded hash, then reads and
+// checks the database.
+func checkContent(st *FileStatus, embeddedOK, requireHash bool) (*FileStatus, error) {
+	path := st.Path
 	switch {
 	case st.HasHash && !embeddedOK:
 		return nil, fmt.Errorf("snapshot %s: %w: its embedded sha256 does not match its content, so the file is corrupted; use another snapshot", path, ErrInvalid)
@@ -116,12 +129,50 @@ func readStatus(path string, requireHash bool) (*FileStatus, error) {
 	if st.HasHash {
 		dbSize -= sha256.Size
 	}
-	es, err := boltStatus(path, dbSize)
+	es, err := dbStatus(path, dbSize)
 	if err != nil {
 		return nil, fmt.Errorf("snapshot %s: %w: %v", path, ErrInvalid, err)
 	}
 	st.Revision, st.TotalKeys, st.Hash, st.StorageVersion = es.Revision, es.TotalKey, es.Hash, es.Version
 	return st, nil
+}
+
+// streamHash computes, while a snapshot streams in, what hashFile computes
+// afterwards: the sha256 of everything, and the sha256 of everything but
+// the last 32 bytes (the database, when those bytes are its embedded hash).
+// It keeps the last 32 bytes back from the second hash until it knows they
+// are not the end.
+type streamHash struct {
+	whole, body hash.Hash
+	tail        []byte
+	n           int64
+}
+
+func newStreamHash() *streamHash {
+	return &streamHash{whole: sha256.New(), body: sha256.New(), tail: make([]byte, 0, 2*sha256.Size)}
+}
+
+func (h *streamHash) Write(p []byte) (int, error) {
+	h.whole.Write(p)
+	h.n += int64(len(p))
+	if len(p) >= sha256.Size {
+		h.body.Write(h.tail)
+		h.body.Write(p[:len(p)-sha256.Size])
+		h.tail = append(h.tail[:0], p[len(p)-sha256.Size:]...)
+		return len(p), nil
+	}
+	h.tail = append(h.tail, p...)
+	if extra := len(h.tail) - sha256.Size; extra > 0 {
+		h.body.Write(h.tail[:extra])
+		h.tail = append(h.tail[:0], h.tail[extra:]...)
+	}
+	return len(p), nil
+}
+
+// sums returns the sha256 of the whole stream and whether its last 32
+// bytes are the sha256 of the rest.
+func (h *streamHash) sums() (string, bool) {
+	return hex.EncodeToString(h.whole.Sum(nil)), len(h.tail) == sha256.Size && bytes.Equal(h.body.Sum(nil), h.tail)
 }
 
 // hashFile returns the sha256 of the whole file and, when it has an
@@ -151,25 +202,17 @@ func hashFile(path string, size int64, hasHash bool) (string, bool, error) {
 	return hex.EncodeToString(whole.Sum(nil)), bytes.Equal(body.Sum(nil), trailer), nil
 }
 
-// boltStatus runs etcdutl's status (bbolt's consistency check, revision,
-// keys). bbolt reads the file through mmap, and some of its checks run in
-// goroutines of its own where a damaged file would crash the process with
-// a fault or a panic. So the file is probed first, in a goroutine that
-// turns faults and panics into errors: its size must hold every page the
-// database says it has, and every key and value must be readable.
-func boltStatus(path string, dbSize int64) (st etcdutlsnap.Status, err error) {
-	if err := probeDB(path, dbSize); err != nil {
-		return st, err
-	}
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("the database is damaged (%v)", r)
-		}
-	}()
-	return etcdutlsnap.NewV3(zap.NewNop()).Status(path)
-}
-
-func probeDB(path string, dbSize int64) (err error) {
+// dbStatus reads what `etcdutl snapshot status` reports (revision, live
+// keys, content hash, storage version) and checks the database, in one pass
+// over it: bbolt's consistency check, the size the database claims against
+// the file, etcd's buckets, and every key and value. It computes the hash
+// exactly as etcdutl does (crc32 Castagnoli over bucket names, keys and
+// values in order), so the two tools agree on a file.
+//
+// bbolt reads the file through mmap, so a damaged file can fault or panic
+// rather than return an error; the pass runs in a goroutine that turns
+// faults and panics into errors.
+func dbStatus(path string, dbSize int64) (st etcdutlsnap.Status, err error) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -186,21 +229,74 @@ func probeDB(path string, dbSize int64) (err error) {
 		}
 		defer db.Close()
 		err = db.View(func(tx *bolt.Tx) error {
-			if need := tx.Size(); need > dbSize {
-				return fmt.Errorf("the database is truncated: it needs %d bytes and has %d", need, dbSize)
-			}
-			for _, b := range []backend.Bucket{schema.Key, schema.Meta} {
-				if tx.Bucket(b.Name()) == nil {
-					return fmt.Errorf("not an etcd database: it has no %q bucket", b.String())
-				}
-			}
-			return tx.ForEach(func(_ []byte, b *bolt.Bucket) error {
-				return b.ForEach(func(_, _ []byte) error { return nil })
-			})
+			st, err = statusOf(tx, dbSize)
+			return err
 		})
 	}()
 	<-done
-	return err
+	return st, err
+}
+
+func statusOf(tx *bolt.Tx, dbSize int64) (st etcdutlsnap.Status, err error) {
+	if need := tx.Size(); need > dbSize {
+		return st, fmt.Errorf("the database is truncated: it needs %d bytes and has %d", need, dbSize)
+	}
+	for _, b := range []backend.Bucket{schema.Key, schema.Meta} {
+		if tx.Bucket(b.Name()) == nil {
+			return st, fmt.Errorf("not an etcd database: it has no %q bucket", b.String())
+		}
+	}
+	var problems []string
+	for e := range tx.Check() {
+		// bbolt words some findings as the panic it recovered from; they
+		// are findings about the file, not a crash of this process.
+		problems = append(problems, strings.TrimPrefix(e.Error(), "panic: "))
+	}
+	if len(problems) > 0 {
+		return st, fmt.Errorf("bbolt's integrity check found %d problem(s): %s", len(problems), strings.Join(problems, "; "))
+	}
+	st.TotalSize = tx.Size()
+	if v := schema.ReadStorageVersionFromSnapshot(tx); v != nil {
+		st.Version = v.String()
+	}
+	h := crc32.New(crc32.MakeTable(crc32.Castagnoli))
+	live := map[string]struct{}{}
+	c := tx.Cursor()
+	for name, _ := c.First(); name != nil; name, _ = c.Next() {
+		b := tx.Bucket(name)
+		if b == nil {
+			return st, fmt.Errorf("%q is not a bucket", name)
+		}
+		h.Write(name)
+		isKey := bytes.Equal(name, schema.Key.Name())
+		err := b.ForEach(func(k, v []byte) error {
+			h.Write(k)
+			h.Write(v)
+			if !isKey {
+				return nil
+			}
+			if len(k) < 17 {
+				return fmt.Errorf("key bucket: %x is not a revision", k)
+			}
+			st.Revision = mvcc.BytesToRev(k).Main
+			var kv mvccpb.KeyValue
+			if err := proto.Unmarshal(v, &kv); err != nil {
+				return fmt.Errorf("key bucket: revision %d: %w", st.Revision, err)
+			}
+			if mvcc.IsTombstone(k) {
+				delete(live, string(kv.Key))
+			} else {
+				live[string(kv.Key)] = struct{}{}
+			}
+			return nil
+		})
+		if err != nil {
+			return st, err
+		}
+	}
+	st.Hash = h.Sum32()
+	st.TotalKey = len(live)
+	return st, nil
 }
 
 // checkNotLocked refuses a database file a running member holds: bbolt

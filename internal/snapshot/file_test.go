@@ -46,6 +46,12 @@ func makeSnapshot(t *testing.T, path string, n int) {
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
 	}
+	appendHash(t, path)
+}
+
+// appendHash ends a database file with its sha256, as a member streams it.
+func appendHash(t *testing.T, path string) {
+	t.Helper()
 	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)

@@ -215,9 +215,12 @@ func saveFrom(ctx context.Context, cli *clientv3.Client, src Source, path string
 		return nil, err
 	}
 	defer resp.Snapshot.Close()
-	var w io.Writer = f
+	// The file's hashes are computed as the bytes arrive, so verifying the
+	// file afterwards reads it once, for the database check, not twice.
+	sums := newStreamHash()
+	var w io.Writer = io.MultiWriter(f, sums)
 	if o.Progress != nil {
-		w = &progressWriter{w: f, fn: o.Progress}
+		w = &progressWriter{w: w, fn: o.Progress}
 	}
 	if _, err = io.Copy(w, resp.Snapshot); err != nil {
 		return nil, fmt.Errorf("stream: %w", err)
@@ -228,10 +231,12 @@ func saveFrom(ctx context.Context, cli *clientv3.Client, src Source, path string
 	if err = f.Close(); err != nil {
 		return nil, err
 	}
-	st, err := Verify(part, VerifyOptions{})
+	whole, embeddedOK := sums.sums()
+	st, err := checkContent(&FileStatus{Path: part, Size: sums.n, SHA256: whole, HasHash: hasChecksum(sums.n)}, embeddedOK, true)
 	if err != nil {
 		return nil, fmt.Errorf("the streamed snapshot failed verification: %w", err)
 	}
+	st.Path = path
 	if err = os.Rename(part, path); err != nil {
 		return nil, err
 	}

@@ -209,6 +209,15 @@ func Config(path, caDir string, layout pki.Layout) (*pki.Inventory, error) {
 		return nil, err
 	}
 	abs, _ := filepath.Abs(path)
+	return Member(cfg, path, "etcd config "+abs, caDir, layout, []string{"--config", abs})
+}
+
+// Member is Config for a config read from elsewhere (a static pod's
+// command line): name is the file in messages, source describes it, args
+// are the flags that find the same inventory again (--dir CA-DIR is
+// added).
+func Member(cfg *etcdconf.Config, name, source, caDir string, layout pki.Layout, args []string) (*pki.Inventory, error) {
+	var err error
 	items, trust := configItems(cfg, "")
 	if caDir == "" {
 		for _, t := range trust {
@@ -217,7 +226,7 @@ func Config(path, caDir string, layout pki.Layout) (*pki.Inventory, error) {
 		}
 	}
 	if caDir == "" {
-		return nil, fmt.Errorf("%s sets no trusted-ca-file, so it does not say where the CA is; give --dir CA-DIR", path)
+		return nil, fmt.Errorf("%s sets no trusted-ca-file, so it does not say where the CA is; give --dir CA-DIR", name)
 	}
 	if caDir, err = filepath.Abs(caDir); err != nil {
 		return nil, err
@@ -227,7 +236,7 @@ func Config(path, caDir string, layout pki.Layout) (*pki.Inventory, error) {
 			return nil, err
 		}
 	}
-	inv := &pki.Inventory{Source: "etcd config " + abs, Args: []string{"--config", abs, "--dir", caDir}, Layout: layout, CADir: caDir, Leaves: items}
+	inv := &pki.Inventory{Source: source, Args: append(append([]string{}, args...), "--dir", caDir), Layout: layout, CADir: caDir, Leaves: items}
 	for _, t := range trust {
 		if t.Pair.Cert != layout.CA(caDir).Cert {
 			inv.Trust = appendTrust(inv.Trust, t)
