@@ -123,6 +123,9 @@ Start with:  etcdkit up          a secure 3-member cluster on this machine`,
 		a.defragCmd(),
 		a.alarmCmd(),
 		a.applyCmd(),
+		a.initCmd(),
+		a.tokenCmd(),
+		a.joinCmd(),
 	)
 	return root
 }
