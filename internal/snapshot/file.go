@@ -212,13 +212,13 @@ func hashFile(path string, size int64, hasHash bool) (string, bool, error) {
 // bbolt reads the file through mmap, so a damaged file can fault or panic
 // rather than return an error; the pass runs in a goroutine that turns
 // faults and panics into errors.
-func dbStatus(path string, dbSize int64) (st etcdutlsnap.Status, err error) {
+func dbStatusInProcess(path string, dbSize int64) (st etcdutlsnap.Status, err error) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		defer func() {
 			if r := recover(); r != nil {
-				err = fmt.Errorf("the database is damaged (%v)", r)
+				err = fmt.Errorf("the database is damaged (%s)", plainDamage(fmt.Sprint(r)))
 			}
 		}()
 		debug.SetPanicOnFault(true)
@@ -237,6 +237,24 @@ func dbStatus(path string, dbSize int64) (st etcdutlsnap.Status, err error) {
 	return st, err
 }
 
+// plainDamage words what bbolt reported while reading a damaged file for
+// the operator. bbolt reads pages through unchecked slices, so a page whose
+// count or overflow points past the file surfaces as a Go runtime panic
+// ("runtime error: slice bounds out of range ..."), and its consistency
+// check reports such a page as the panic it recovered from ("panic: ...").
+// Both are findings about the file, not a crash of etcdkit, and should not
+// read like one.
+func plainDamage(msg string) string {
+	msg = strings.TrimPrefix(msg, "panic: ")
+	if rest, ok := strings.CutPrefix(msg, "runtime error: "); ok {
+		return "a page points outside the database: " + rest
+	}
+	if rest, ok := strings.CutPrefix(msg, "unexpected fault address"); ok {
+		return "a page could not be read from the file (fault at" + rest + ")"
+	}
+	return msg
+}
+
 func statusOf(tx *bolt.Tx, dbSize int64) (st etcdutlsnap.Status, err error) {
 	if need := tx.Size(); need > dbSize {
 		return st, fmt.Errorf("the database is truncated: it needs %d bytes and has %d", need, dbSize)
@@ -250,7 +268,7 @@ func statusOf(tx *bolt.Tx, dbSize int64) (st etcdutlsnap.Status, err error) {
 	for e := range tx.Check() {
 		// bbolt words some findings as the panic it recovered from; they
 		// are findings about the file, not a crash of this process.
-		problems = append(problems, strings.TrimPrefix(e.Error(), "panic: "))
+		problems = append(problems, plainDamage(e.Error()))
 	}
 	if len(problems) > 0 {
 		return st, fmt.Errorf("bbolt's integrity check found %d problem(s): %s", len(problems), strings.Join(problems, "; "))

@@ -1,0 +1,97 @@
+package snapshot
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"syscall"
+
+	etcdutlsnap "go.etcd.io/etcd/etcdutl/v3/snapshot"
+)
+
+// The database check runs in a child process (this same executable, with
+// dbCheckEnv set). bbolt reads the file through mmap and runs its
+// consistency check in a goroutine of its own, so a damaged page whose
+// offsets point past the end of the file faults (SIGBUS or SIGSEGV) where
+// no recover and no debug.SetPanicOnFault can reach, and the Go runtime
+// ends the whole process. etcdutl dies that way on such a file; etcdkit
+// must instead say the snapshot is damaged, and must not die in the middle
+// of a restore or a scheduled backup. The child's fate is the finding.
+const (
+	dbCheckEnv     = "ETCDKIT_INTERNAL_DBCHECK_PATH"
+	dbCheckSizeEnv = "ETCDKIT_INTERNAL_DBCHECK_SIZE"
+)
+
+// A binary that links this package (etcdkit, or a test binary) becomes the
+// checker when started with dbCheckEnv: it checks, prints the result as
+// JSON and exits before anything else runs.
+func init() {
+	path := os.Getenv(dbCheckEnv)
+	if path == "" {
+		return
+	}
+	size, err := strconv.ParseInt(os.Getenv(dbCheckSizeEnv), 10, 64)
+	var res dbCheckResult
+	if err != nil {
+		res.Err = fmt.Sprintf("bad %s: %v", dbCheckSizeEnv, err)
+	} else if st, err := dbStatusInProcess(path, size); err != nil {
+		res.Err = err.Error()
+	} else {
+		res.Status = st
+	}
+	res.Done = true
+	if err := json.NewEncoder(os.Stdout).Encode(res); err != nil {
+		os.Exit(2)
+	}
+	os.Exit(0)
+}
+
+type dbCheckResult struct {
+	Done   bool               `json:"done"`
+	Status etcdutlsnap.Status `json:"status"`
+	Err    string             `json:"err,omitempty"`
+}
+
+// dbStatus runs dbStatusInProcess in a child process; see above.
+func dbStatus(path string, dbSize int64) (etcdutlsnap.Status, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		// Without our own executable there is no child to run; check
+		// here and accept the risk the child exists to remove.
+		return dbStatusInProcess(path, dbSize)
+	}
+	cmd := exec.Command(exe)
+	cmd.Env = append(os.Environ(), dbCheckEnv+"="+path, dbCheckSizeEnv+"="+strconv.FormatInt(dbSize, 10))
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	runErr := cmd.Run()
+	var res dbCheckResult
+	if json.Unmarshal(stdout.Bytes(), &res) == nil && res.Done {
+		if res.Err != "" {
+			return etcdutlsnap.Status{}, errors.New(res.Err)
+		}
+		return res.Status, nil
+	}
+	var exit *exec.ExitError
+	if errors.As(runErr, &exit) {
+		if ws, ok := exit.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return etcdutlsnap.Status{}, fmt.Errorf("the database is damaged: reading it faulted (%v): a page points outside the file", ws.Signal())
+		}
+		if bytes.Contains(stderr.Bytes(), []byte("unexpected fault address")) {
+			return etcdutlsnap.Status{}, errors.New("the database is damaged: reading it faulted: a page points outside the file")
+		}
+	}
+	return etcdutlsnap.Status{}, fmt.Errorf("database check (%s) failed: %v: %s", exe, runErr, lastLine(stderr.Bytes()))
+}
+
+func lastLine(b []byte) string {
+	b = bytes.TrimSpace(b)
+	if i := bytes.LastIndexByte(b, '\n'); i >= 0 {
+		b = b[i+1:]
+	}
+	return string(b)
+}
