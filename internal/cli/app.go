@@ -122,6 +122,10 @@ Start with:  etcdkit up          a secure 3-member cluster on this machine`,
 		a.kubeadmCmd(),
 		a.defragCmd(),
 		a.alarmCmd(),
+		a.applyCmd(),
+		a.initCmd(),
+		a.tokenCmd(),
+		a.joinCmd(),
 	)
 	return root
 }

@@ -208,12 +208,26 @@ func anyHTTPS(eps []string) bool {
 // none are given). clientv3.New does not block: connection problems show on
 // the first request.
 func (t *Target) Client(endpoints ...string) (*clientv3.Client, error) {
+	return t.ClientWith(nil, endpoints...)
+}
+
+// ClientWith is Client that also hands onHandshake the state of every TLS
+// connection the client makes, once the server's certificate is verified:
+// what a member serves is seen on the connection already made, with no
+// second dial.
+func (t *Target) ClientWith(onHandshake func(tls.ConnectionState), endpoints ...string) (*clientv3.Client, error) {
 	if len(endpoints) == 0 {
 		endpoints = t.Endpoints
 	}
 	tlsCfg, err := t.TLS()
 	if err != nil {
 		return nil, err
+	}
+	if tlsCfg != nil && onHandshake != nil {
+		tlsCfg.VerifyConnection = func(cs tls.ConnectionState) error {
+			onHandshake(cs)
+			return nil
+		}
 	}
 	return clientv3.New(clientv3.Config{
 		Endpoints:            endpoints,

@@ -92,6 +92,23 @@ type Extensions struct {
 	InsecureHTTP bool `json:"insecure-http,omitempty"`
 	// Backup configures scheduled snapshots taken by the leader.
 	Backup *Backup `json:"backup,omitempty"`
+	// Join configures the join endpoint: new hosts join with a token and
+	// get their certificates signed here. Only a member holding the CA key
+	// can serve it; it is off unless Listen is set.
+	Join *Join `json:"join,omitempty"`
+}
+
+// Join configures the join endpoint (`etcdkit join`).
+type Join struct {
+	// Listen is the endpoint's own HTTPS URL (https://IP:2382); empty
+	// leaves the endpoint off.
+	Listen string `json:"listen,omitempty"`
+	// CADir is where the CA certificate and key are; default the
+	// directory of peer-transport-security.trusted-ca-file.
+	CADir string `json:"ca-dir,omitempty"`
+	// BackupDir receives the snapshot taken before each member add;
+	// default etcdkit.backup.dir, else backups/ beside the data dir.
+	BackupDir string `json:"backup-dir,omitempty"`
 }
 
 // Backup configures scheduled snapshots.

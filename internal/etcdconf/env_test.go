@@ -90,6 +90,8 @@ func TestEnvMapping(t *testing.T) {
 		"ETCD_DISCOVERY_ENDPOINTS":            "discovery-config.client.endpoints",
 		"ETCD_WATCH_PROGRESS_NOTIFY_INTERVAL": "watch-progress-notify-interval",
 		"ETCDKIT_BACKUP_SCHEDULE":             "etcdkit.backup.schedule",
+		"ETCDKIT_JOIN_LISTEN":                 "etcdkit.join.listen",
+		"ETCDKIT_JOIN_CA_DIR":                 "etcdkit.join.ca-dir",
 	} {
 		key, rule, msg := EnvKey(env)
 		if key != want || rule != "" {

@@ -126,9 +126,10 @@ func CheckAdd(ms *Membership, o AddOptions) (*Member, error) {
 	// etcd accepts an add only when the member that receives it has been
 	// connected for 5 s to a quorum of the cluster as it will be (the new
 	// member counted, learner or not). With members down that may never
-	// happen: say so now instead of retrying into a timeout.
+	// happen: say so now instead of retrying into a timeout. etcd always
+	// lets a one-member cluster grow (isConnectedToQuorumAfterAdding...).
 	voters, healthy := ms.votes(0)
-	if healthy < Quorum(voters+1) {
+	if voters > 1 && healthy < Quorum(voters+1) {
 		down := ms.unhealthyVoters(0)
 		return nil, &Refusal{
 			Action: action,

@@ -134,8 +134,17 @@ func Disarm(ctx context.Context, t *connect.Target, o DisarmOptions) ([]Alarm, e
 	return cleared, nil
 }
 
-// overQuota names every member whose database is still at or above its
-// quota, and every member it could not ask.
+// quotaHeadroom is how far below its quota a database still counts as
+// full: etcd raises NOSPACE when the database's size plus the cost of the
+// next request would pass the quota, so a member can stop writes while its
+// database is a request or two short of it. 5% of the quota, at least
+// 1 MiB.
+func quotaHeadroom(quota int64) int64 {
+	return max(quota/20, 1<<20)
+}
+
+// overQuota names every member whose database is still at (or within
+// quotaHeadroom of) its quota, and every member it could not ask.
 func overQuota(ctx context.Context, t *connect.Target, cli *clientv3.Client) []error {
 	cctx, cancel := t.Ctx(ctx)
 	defer cancel()
@@ -154,7 +163,7 @@ func overQuota(ctx context.Context, t *connect.Target, cli *clientv3.Client) []e
 			problems = append(problems, fmt.Errorf("member %q (%s): cannot read its database size: %w; pass --force to disarm without checking", m.Name, ep, explain(err)))
 			continue
 		}
-		if st.DbSizeQuota > 0 && st.DbSize >= st.DbSizeQuota {
+		if st.DbSizeQuota > 0 && st.DbSize >= st.DbSizeQuota-quotaHeadroom(st.DbSizeQuota) {
 			problems = append(problems, fmt.Errorf("member %q (%s): its database is %d bytes, at its quota of %d: clearing NOSPACE now is undone by the next write; compact (etcdctl compact REVISION) and defragment (etcdkit defrag --cluster) first", m.Name, ep, st.DbSize, st.DbSizeQuota))
 		}
 	}

@@ -5,13 +5,11 @@ package ops
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
 	"net/url"
 	"sync"
-	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -72,31 +70,6 @@ func explain(err error) error {
 		return fmt.Errorf("%w (the cluster has lost quorum)", err)
 	}
 	return err
-}
-
-// certExpiry reads the NotAfter of the certificate an endpoint serves.
-func certExpiry(ctx context.Context, t *connect.Target, ep string) (time.Time, error) {
-	u, err := url.Parse(ep)
-	if err != nil || u.Scheme != "https" {
-		return time.Time{}, err
-	}
-	cfg, err := t.TLS()
-	if err != nil || cfg == nil {
-		return time.Time{}, err
-	}
-	cfg = cfg.Clone()
-	cfg.ServerName = u.Hostname()
-	d := tls.Dialer{NetDialer: &net.Dialer{Timeout: t.DialTimeout}, Config: cfg}
-	conn, err := d.DialContext(ctx, "tcp", u.Host)
-	if err != nil {
-		return time.Time{}, err
-	}
-	defer conn.Close()
-	certs := conn.(*tls.Conn).ConnectionState().PeerCertificates
-	if len(certs) == 0 {
-		return time.Time{}, errors.New("no certificate served")
-	}
-	return certs[0].NotAfter, nil
 }
 
 // singleClient opens a client that talks to one endpoint only, so a result

@@ -76,6 +76,7 @@ func TestCheckAdd(t *testing.T) {
 		unhealthy bool
 	}{
 		{"healthy", cluster("m1:vhsL", "m2:vhs", "m3:vhs"), add("m4", "https://10.0.0.4:2380"), false, nil, false},
+		{"a one-member cluster grows", cluster("m1:vhsL"), add("m2", "https://10.0.0.2:2380"), false, nil, false},
 		{"one of 3 down", cluster("m1:vs", "m2:vhsL", "m3:vhs"), add("m4", "https://10.0.0.4:2380"), false,
 			[]string{"only 2 of 3 voting members are healthy", "3 of the 4", "member replace m1 --name m4"}, true},
 		{"quorum lost", cluster("m1:vs", "m2:vs", "m3:vhs"), add("m4", "https://10.0.0.4:2380"), false,

@@ -2,7 +2,9 @@ package ops
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/etcdkit/etcdkit/internal/connect"
@@ -43,7 +45,19 @@ func endpointStatus(ctx context.Context, t *connect.Target, ep string) EndpointS
 		s.Error = err.Error()
 		return s
 	}
-	cli, err := singleClient(t, ep)
+	// The served certificate's expiry is read off this client's own TLS
+	// handshake.
+	var (
+		mu       sync.Mutex
+		notAfter time.Time
+	)
+	cli, err := t.ClientWith(func(cs tls.ConnectionState) {
+		if len(cs.PeerCertificates) > 0 {
+			mu.Lock()
+			notAfter = cs.PeerCertificates[0].NotAfter
+			mu.Unlock()
+		}
+	}, ep)
 	if err != nil {
 		s.Error = err.Error()
 		return s
@@ -82,8 +96,8 @@ func endpointStatus(ctx context.Context, t *connect.Target, ep string) EndpointS
 			s.Alarms = append(s.Alarms, fmt.Sprintf("%s on %x", a.Alarm, a.MemberID))
 		}
 	}
-	if na, err := certExpiry(cctx, t, ep); err == nil {
-		s.CertNotAfter = na
-	}
+	mu.Lock()
+	s.CertNotAfter = notAfter
+	mu.Unlock()
 	return s
 }

@@ -339,7 +339,7 @@ func (c *Conn) stream(ctx context.Context, cmd string, stdin io.Reader, stdout, 
 	}
 	defer sess.Close()
 	var errTail tailBuffer
-	pid := &pidSniffer{w: io.MultiWriter(stderr, &errTail)}
+	pid := &pidSniffer{w: io.MultiWriter(stderr, &errTail), known: make(chan struct{})}
 	sess.Stdin = stdin
 	sess.Stdout = stdout
 	sess.Stderr = pid
@@ -353,7 +353,7 @@ func (c *Conn) stream(ctx context.Context, cmd string, stdin io.Reader, stdout, 
 	select {
 	case err = <-done:
 	case <-ctx.Done():
-		c.kill(pid.pid(), done)
+		c.kill(pid, done)
 		sess.Close()
 		select {
 		case <-done:
@@ -397,14 +397,24 @@ const pidMarker = `printf 'etcdkit-pid %d\n' "$$" >&2`
 
 // kill ends a cancelled command's process group from a new session,
 // unless it has finished meanwhile. Detached daemons it started have their
-// own session and survive, as they would a hang-up.
-func (c *Conn) kill(pgid int, done chan error) {
+// own session and survive, as they would a hang-up. The command's pid may
+// still be on its way (it is the first thing the command prints, but a
+// loaded machine may cancel first): kill waits for it a little.
+func (c *Conn) kill(p *pidSniffer, done chan error) {
+	select {
+	case <-p.known:
+	case err := <-done:
+		// Finished after all; put the result back for the caller.
+		go func() { done <- err }()
+		return
+	case <-time.After(10 * time.Second):
+	}
+	pgid := p.pid()
 	if pgid <= 1 {
 		return
 	}
 	select {
 	case err := <-done:
-		// Finished after all; put the result back for the caller.
 		go func() { done <- err }()
 		return
 	default:
@@ -424,6 +434,9 @@ type pidSniffer struct {
 	head []byte
 	done bool
 	n    int
+	// known is closed once the pid line was read (or stderr began
+	// without one).
+	known chan struct{}
 }
 
 func (p *pidSniffer) Write(b []byte) (int, error) {
@@ -447,6 +460,9 @@ func (p *pidSniffer) Write(b []byte) (int, error) {
 		}
 	}
 	p.head = nil
+	if p.known != nil {
+		close(p.known)
+	}
 	p.mu.Unlock()
 	if len(rest) > 0 {
 		if _, err := p.w.Write(rest); err != nil {

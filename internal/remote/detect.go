@@ -106,11 +106,14 @@ func detectScript(dataDir string) string {
 	}, "\n")
 }
 
-func parseFacts(out string, ports []int) (*Facts, error) {
+// Sections splits the output of a script that prints sections headed by a
+// line "@name" (as Detect's does) into each section's lines. Lines before
+// the first heading are under "".
+func Sections(out string) (map[string][]string, error) {
 	sections := map[string][]string{}
 	cur := ""
 	sc := bufio.NewScanner(strings.NewReader(out))
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	sc.Buffer(make([]byte, 1<<20), 4<<20)
 	for sc.Scan() {
 		line := sc.Text()
 		if strings.HasPrefix(line, "@") && !strings.Contains(line, " ") {
@@ -118,6 +121,14 @@ func parseFacts(out string, ports []int) (*Facts, error) {
 			continue
 		}
 		sections[cur] = append(sections[cur], line)
+	}
+	return sections, sc.Err()
+}
+
+func parseFacts(out string, ports []int) (*Facts, error) {
+	sections, err := Sections(out)
+	if err != nil {
+		return nil, err
 	}
 	f := &Facts{Listening: map[int]Listener{}}
 	f.OS = parseOSRelease(sections["os-release"])

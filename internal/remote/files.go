@@ -262,7 +262,7 @@ func (c *Conn) install(ctx context.Context, p, sum string, size int64, f File, v
 		return false, c.host.errorf("write %s: is a directory", p)
 	}
 	owner, mode := f.owner(), f.fileMode()
-	desc := fmt.Sprintf("%s (%04o %s, %s)", p, mode, owner, humanSize(size))
+	desc := fmt.Sprintf("%s (%04o %s, %s)", p, mode, owner, HumanSize(size))
 	switch {
 	case exists && have == sum && fi.Mode.Perm() == mode && fi.ownedBy(owner):
 		return false, nil
@@ -333,7 +333,8 @@ func (c *Conn) Remove(ctx context.Context, p string) (bool, error) {
 	})
 }
 
-func humanSize(n int64) string {
+// HumanSize is n bytes as the plan shows sizes: 227 B, 1.2 KiB, 46.8 MiB.
+func HumanSize(n int64) string {
 	switch {
 	case n >= 1<<20:
 		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))

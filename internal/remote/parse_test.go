@@ -287,3 +287,28 @@ func TestKnownAlgorithms(t *testing.T) {
 		t.Errorf("other key: %v", err)
 	}
 }
+
+// TestPlanDo: a change not made over SSH goes through the same gate: in a
+// dry run it is recorded and not made; otherwise made, then recorded,
+// and a failure is not recorded. The observer hears each recorded one.
+func TestPlanDo(t *testing.T) {
+	for _, dry := range []bool{true, false} {
+		p := NewPlan(dry)
+		var heard []string
+		p.Observe(func(c Change) { heard = append(heard, c.String()) })
+		made := 0
+		if err := p.Do("this machine", "local", "create the CA", func() error { made++; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		err := p.Do("m1", "10.0.0.1", "remove member m1", func() error { made++; return errors.New("refused") })
+		switch {
+		case dry && (err != nil || made != 0 || len(p.Changes()) != 2):
+			t.Fatalf("dry run: err %v, made %d, changes %v", err, made, p.Changes())
+		case !dry && (err == nil || !strings.Contains(err.Error(), "m1: remove member m1: refused") || made != 2 || len(p.Changes()) != 1):
+			t.Fatalf("real run: err %v, made %d, changes %v", err, made, p.Changes())
+		}
+		if len(heard) != len(p.Changes()) || heard[0] != "this machine (local): create the CA" {
+			t.Fatalf("observer heard %v", heard)
+		}
+	}
+}

@@ -14,9 +14,10 @@ import (
 // apply would do; otherwise it is what apply did, and an empty plan after a
 // run means the hosts were already converged.
 type Plan struct {
-	dryRun  bool
-	mu      sync.Mutex
-	changes []Change
+	dryRun   bool
+	mu       sync.Mutex
+	changes  []Change
+	observer func(Change)
 }
 
 // NewPlan returns an empty plan; dryRun makes every change a record only.
@@ -36,8 +37,42 @@ func (c Change) String() string { return fmt.Sprintf("%s (%s): %s", c.Host, c.Ad
 
 func (p *Plan) record(c Change) {
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	p.changes = append(p.changes, c)
+	observe := p.observer
+	p.mu.Unlock()
+	if observe != nil {
+		observe(c)
+	}
+}
+
+// Observe calls fn with every change as it is recorded (made, or in
+// dry-run mode planned), so a command can show progress host by host.
+// fn runs on the goroutine that made the change; it must be safe for
+// concurrent use.
+func (p *Plan) Observe(fn func(Change)) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.observer = fn
+}
+
+// Do is Conn.Change for a change that is not made over SSH: a file on
+// the operator's machine, or a membership change sent to etcd. host and
+// addr label it in the plan ("this machine", "local"). In dry-run mode
+// it is only recorded; otherwise do runs and, when it succeeds, the
+// change is recorded.
+func (p *Plan) Do(host, addr, what string, do func() error) error {
+	c := Change{Host: host, Addr: addr, What: what}
+	if p.DryRun() {
+		p.record(c)
+		return nil
+	}
+	if err := do(); err != nil {
+		return fmt.Errorf("%s: %s: %w", host, what, err)
+	}
+	if p != nil {
+		p.record(c)
+	}
+	return nil
 }
 
 // Changes is every change recorded so far, in order.

@@ -279,11 +279,20 @@ func (c *Cluster) ResolvePaths(base string) {
 			*p = filepath.Join(base, *p)
 		}
 	}
+	// A key path is on the operator's machine; "~/..." is left for apply
+	// to expand, as ssh does.
+	keyPath := func(s *SSH) {
+		if s != nil && !strings.HasPrefix(s.KeyPath, "~") {
+			abs(&s.KeyPath)
+		}
+	}
 	abs(&c.PKI.Dir)
 	abs(&c.DataDir)
+	keyPath(c.SSH)
 	for i := range c.Members {
 		abs(&c.Members[i].DataDir)
 		abs(&c.Members[i].PKIDir)
+		keyPath(c.Members[i].SSH)
 	}
 	if c.Backup != nil {
 		abs(&c.Backup.Dir)
@@ -366,7 +375,9 @@ func (c *Cluster) Validate(file string) (warnings []string, err error) {
 		if net.ParseIP(m.Host) == nil && m.Host != "" && strings.ContainsAny(m.Host, " /") {
 			fail(p+".host", "invalid host %q", m.Host)
 		}
+		validateSSH(m.SSH, p+".ssh", fail)
 	}
+	validateSSH(c.SSH, "ssh", fail)
 	if n := len(c.Members); n > 0 && n%2 == 0 {
 		warn("members", "%d members tolerate no more failures than %d; use an odd number", n, n-1)
 	}
@@ -410,6 +421,19 @@ func (c *Cluster) Validate(file string) (warnings []string, err error) {
 		return warnings, errors.Join(errs...)
 	}
 	return warnings, nil
+}
+
+// validateSSH checks an ssh block's port and user.
+func validateSSH(s *SSH, path string, fail func(path, format string, args ...any)) {
+	if s == nil {
+		return
+	}
+	if s.Port < 0 || s.Port > 65535 {
+		fail(path+".port", "%d is not a TCP port (1-65535); leave it out for 22 or ~/.ssh/config's Port", s.Port)
+	}
+	if strings.ContainsAny(s.User, " \t:@/") {
+		fail(path+".user", "%q is not a user name", s.User)
+	}
 }
 
 // cronParser reads what scheduled backups in `member run` read: standard

@@ -126,3 +126,27 @@ func TestNotASpec(t *testing.T) {
 		}
 	}
 }
+
+// TestSSH: the cluster-wide ssh block fills what a member leaves out, a
+// relative key path is relative to the spec, "~" is left for apply, and
+// a bad port names its path.
+func TestSSH(t *testing.T) {
+	src := strings.Replace(good, "pki:\n", "ssh: {user: deploy, keyPath: keys/id_ed25519}\npki:\n", 1)
+	src = strings.Replace(src, "    clientURL: https://192.168.100.201:2379\n",
+		"    clientURL: https://192.168.100.201:2379\n    ssh: {port: 2222, keyPath: ~/.ssh/other}\n", 1)
+	c, _, err := load(t, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m0, m1 := c.MemberSSH(&c.Members[0]), c.MemberSSH(&c.Members[1])
+	if m0.User != "deploy" || m0.Port != 0 || !filepath.IsAbs(m0.KeyPath) || !strings.HasSuffix(m0.KeyPath, "keys/id_ed25519") {
+		t.Errorf("member 0: %+v", m0)
+	}
+	if m1.User != "deploy" || m1.Port != 2222 || m1.KeyPath != "~/.ssh/other" {
+		t.Errorf("member 1: %+v", m1)
+	}
+	_, _, err = load(t, strings.Replace(src, "port: 2222", "port: 70000", 1))
+	if err == nil || !strings.Contains(err.Error(), "members[1].ssh.port: 70000 is not a TCP port") {
+		t.Fatalf("error %v", err)
+	}
+}

@@ -29,6 +29,9 @@ type Cluster struct {
 	DataDir string  `json:"dataDir,omitempty"`
 	Tuning  Tuning  `json:"tuning,omitzero"`
 	Backup  *Backup `json:"backup,omitempty"`
+	// SSH is how apply reaches every member's host unless the member says
+	// otherwise, field by field.
+	SSH *SSH `json:"ssh,omitempty"`
 
 	// lines maps YAML paths to lines of the file the spec was read from.
 	lines map[string]int
@@ -58,7 +61,8 @@ type Member struct {
 	SSH     *SSH   `json:"ssh,omitempty"`
 }
 
-// SSH is how apply reaches a member's host.
+// SSH is how apply reaches a member's host. Empty fields come from the
+// cluster-wide ssh block, then ~/.ssh/config, then root and port 22.
 type SSH struct {
 	User    string `json:"user,omitempty"`
 	Port    int    `json:"port,omitempty"`
@@ -106,6 +110,27 @@ func (c *Cluster) MemberPKIDir(m *Member) string {
 		return m.PKIDir
 	}
 	return c.PKI.Dir
+}
+
+// MemberSSH is how apply reaches m's host: m's own ssh fields, each empty
+// one filled from the cluster-wide ssh block.
+func (c *Cluster) MemberSSH(m *Member) SSH {
+	var s SSH
+	if c.SSH != nil {
+		s = *c.SSH
+	}
+	if o := m.SSH; o != nil {
+		if o.User != "" {
+			s.User = o.User
+		}
+		if o.Port != 0 {
+			s.Port = o.Port
+		}
+		if o.KeyPath != "" {
+			s.KeyPath = o.KeyPath
+		}
+	}
+	return s
 }
 
 // InitialCluster is etcd's initial-cluster value for the whole spec.

@@ -1,9 +1,12 @@
 package testhosts
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"io/fs"
 	"net"
 	"os"
 	"os/exec"
@@ -45,6 +48,9 @@ type Host struct {
 	netns string
 	veth  string
 	dir   string // on the real file system: sshd config, keys, console log
+
+	// fakeSystemd: PID 1 is named systemd and systemctl is a test double.
+	fakeSystemd bool
 
 	mu        sync.Mutex
 	hostKey   ssh.PublicKey
@@ -138,6 +144,9 @@ func (h *Host) initScript() string {
 		fmt.Fprintf(&b, "mkdir -p /run/.host/upper/%[1]s && mount --bind /run/.host/upper/%[1]s %[2]s\n", name, d)
 	}
 	b.WriteString("chmod 0700 /root && cp -a /etc/skel/. /root/ 2>/dev/null || true\n")
+	if h.fakeSystemd {
+		b.WriteString(fakeSystemdInit)
+	}
 	fmt.Fprintf(&b, "hostname %s\n", h.Name)
 	b.WriteString("echo " + h.Name + " > /etc/hostname\n")
 	fmt.Fprintf(&b, "%s -D -e -f %s &\n", sshdPath, filepath.Join(h.dir, "sshd_config"))
@@ -307,11 +316,11 @@ func (h *Host) Reconnect(t testing.TB) {
 	}
 }
 
-// OccupyPort listens on addr:port inside the host (addr "" means the
-// host's address) until the test ends, as another program holding etcd's
-// port would. The listener belongs to the test process, so the host's ss
-// shows the port in use with no process name.
-func (h *Host) OccupyPort(t testing.TB, port int) {
+// OccupyPort listens on the host's address and port inside the host until
+// the test ends, or until the returned function is called, as another
+// program holding etcd's port would. The listener belongs to the test
+// process, so the host's ss shows the port in use with no process name.
+func (h *Host) OccupyPort(t testing.TB, port int) (release func()) {
 	t.Helper()
 	l, err := h.listen(fmt.Sprintf("%s:%d", h.Addr, port))
 	if err != nil {
@@ -320,6 +329,53 @@ func (h *Host) OccupyPort(t testing.TB, port int) {
 	h.mu.Lock()
 	h.listeners = append(h.listeners, l)
 	h.mu.Unlock()
+	return func() { l.Close() }
+}
+
+// CopyDir copies a local directory tree into the host at dir (created if
+// missing), keeping modes, as restoring another machine's files would.
+func (h *Host) CopyDir(t testing.TB, local, dir string) {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	err := filepath.WalkDir(local, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || p == local {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		hdr, err := tar.FileInfoHeader(info, "")
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(local, p)
+		hdr.Name = filepath.ToSlash(rel)
+		if err := tw.WriteHeader(hdr); err != nil {
+			return err
+		}
+		if !info.Mode().IsRegular() {
+			return nil
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		_, err = io.Copy(tw, f)
+		return err
+	})
+	if err == nil {
+		err = tw.Close()
+	}
+	if err != nil {
+		t.Fatalf("testhosts: %s: pack %s: %v", h.Name, local, err)
+	}
+	script := fmt.Sprintf("mkdir -p -- %[1]s && tar -x -C %[1]s -f -", shellQuote(dir))
+	if r := h.run(t, script, buf.Bytes()); r.Code != 0 {
+		t.Fatalf("testhosts: %s: unpack into %s: exit %d: %s", h.Name, dir, r.Code, r.Stderr)
+	}
 }
 
 // listen opens a TCP listener in the host's network namespace: one OS
@@ -390,14 +446,22 @@ func (h *Host) AddUser(t testing.TB, name string, sudo bool) {
 // changed (its overlays' upper layers) with type, mode, owner, size and a
 // content hash, keyed by the path the host sees. Two equal states mean
 // nothing on the host's disk changed in between; use it to prove dry-run
-// and refused runs leave hosts alone.
-func (h *Host) FileState(t testing.TB) map[string]string {
+// and refused runs leave hosts alone. Paths under a skip prefix (a
+// running member's data dir and log, which change by themselves) are
+// left out without being read.
+func (h *Host) FileState(t testing.TB, skip ...string) map[string]string {
 	t.Helper()
 	var script strings.Builder
 	script.WriteString("set -e\n")
 	for _, d := range append(append([]string(nil), overlaid...), fresh...) {
 		name := strings.ReplaceAll(strings.TrimPrefix(d, "/"), "/", "_")
-		fmt.Fprintf(&script, "cd /run/.host/upper/%s && find . -mindepth 1 -printf '%s%%P\\t%%y %%m %%u:%%g %%s\\t' -exec sh -c 'if [ -f \"$1\" ]; then sha256sum < \"$1\" | cut -c1-16; else echo -; fi' _ {} \\;\n", name, d+"/")
+		var prune strings.Builder
+		for _, s := range skip {
+			if rel, ok := strings.CutPrefix(strings.TrimSuffix(s, "/"), d+"/"); ok {
+				fmt.Fprintf(&prune, "-path %s -prune -o ", shellQuote("./"+rel))
+			}
+		}
+		fmt.Fprintf(&script, "cd /run/.host/upper/%s && find . -mindepth 1 %s-printf '%s%%P\\t%%y %%m %%u:%%g %%s\\t' -exec sh -c 'if [ -f \"$1\" ]; then sha256sum < \"$1\" | cut -c1-16; else echo -; fi' _ {} \\;\n", name, prune.String(), d+"/")
 	}
 	out := h.MustRun(t, script.String())
 	state := map[string]string{}

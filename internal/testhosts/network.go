@@ -16,7 +16,9 @@
 // and /usr/local/bin/etcdkit differ per host and nothing is written to the
 // real file system; /root (with /etc/skel's files) and /home start empty,
 // as on a new machine. /run is a fresh tmpfs and PID 1 is not
-// systemd, so apply takes its documented non-systemd path.
+// systemd, so apply takes its documented non-systemd path; a host made by
+// AddFakeSystemd looks like a systemd machine instead, with test doubles
+// of systemctl and journalctl.
 //
 // Cleanup kills each host's PID 1, which takes every process in the host
 // with it (sshd, anything started over SSH, detached daemons), then deletes
@@ -265,6 +267,21 @@ func writeKeyPair(t testing.TB, path, comment string) ssh.Signer {
 // Add starts one more host (the next name and address) and returns it.
 func (nw *Network) Add(t testing.TB) *Host {
 	t.Helper()
+	return nw.add(t, false)
+}
+
+// AddFakeSystemd starts one more host that looks like a systemd machine to
+// apply: PID 1 is named systemd, /run/systemd/system exists, and
+// systemctl and journalctl are test doubles (see fakeSystemctl) that run a
+// unit's ExecStart detached. It is not systemd: it proves which commands
+// apply sends and that the unit it installs starts a working member.
+func (nw *Network) AddFakeSystemd(t testing.TB) *Host {
+	t.Helper()
+	return nw.add(t, true)
+}
+
+func (nw *Network) add(t testing.TB, fakeSystemd bool) *Host {
+	t.Helper()
 	nw.mu.Lock()
 	i := len(nw.Hosts) + 1
 	h := &Host{
@@ -275,6 +292,8 @@ func (nw *Network) Add(t testing.TB) *Host {
 		netns: fmt.Sprintf("ekh%d-%d", nw.slot, i),
 		veth:  fmt.Sprintf("ekv%dx%d", nw.slot, i),
 		dir:   filepath.Join(nw.dir, fmt.Sprintf("host%d", i)),
+
+		fakeSystemd: fakeSystemd,
 	}
 	nw.Hosts = append(nw.Hosts, h)
 	nw.mu.Unlock()

@@ -70,6 +70,18 @@ func TestHosts(t *testing.T) {
 		if _, ok := st["/usr/local/bin/etcdkit"]; !ok {
 			t.Errorf("FileState lacks /usr/local/bin/etcdkit: %v", st)
 		}
+		if _, ok := st["/var/lib/etcd/member/x"]; !ok {
+			t.Errorf("FileState lacks /var/lib/etcd/member/x: %v", st)
+		}
+		skipped := h1.FileState(t, "/var/lib/etcd/", "/usr/local/bin")
+		for p := range skipped {
+			if strings.HasPrefix(p, "/var/lib/etcd/") || strings.HasPrefix(p, "/usr/local/bin/") {
+				t.Errorf("FileState skipping /var/lib/etcd and /usr/local/bin has %s", p)
+			}
+		}
+		if _, ok := skipped["/etc/etcd/ssl/ca.pem"]; !ok || len(skipped) != len(st)-5 {
+			t.Errorf("FileState with skips dropped other paths: %v (all: %v)", skipped, st)
+		}
 		for p := range h3.FileState(t) {
 			if p != "/etc/hostname" && !strings.HasPrefix(p, "/root/.") {
 				t.Errorf("host3 FileState has %s before any write", p)
@@ -132,6 +144,32 @@ func TestHosts(t *testing.T) {
 		if out := h2.MustRun(t, "cat /proc/net/tcp"); strings.Contains(out, ":094B 00000000:0000 0A") {
 			t.Fatalf("port 2379 listening inside host2 too")
 		}
+		release := h1.OccupyPort(t, 2380)
+		release()
+		// 2380 = 0x094C.
+		if out := h1.MustRun(t, "cat /proc/net/tcp"); strings.Contains(out, ":094C 00000000:0000 0A") {
+			t.Fatalf("port 2380 still listening inside host1 after release:\n%s", out)
+		}
+	})
+
+	t.Run("copy a directory in", func(t *testing.T) {
+		local := t.TempDir()
+		if err := os.MkdirAll(filepath.Join(local, "member", "wal"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(local, "member", "wal", "0.wal"), []byte("wal\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		h2.CopyDir(t, local, "/var/lib/etcd/copied")
+		if got := h2.MustRun(t, "stat -c %a /var/lib/etcd/copied/member/wal /var/lib/etcd/copied/member/wal/0.wal"); got != "700\n600\n" {
+			t.Fatalf("copied tree: %q", got)
+		}
+		if b, ok := h2.ReadFile(t, "/var/lib/etcd/copied/member/wal/0.wal"); !ok || string(b) != "wal\n" {
+			t.Fatalf("copied file: %q %v", b, ok)
+		}
+		if _, ok := h3.ReadFile(t, "/var/lib/etcd/copied/member/wal/0.wal"); ok {
+			t.Fatal("host3 sees host2's copy")
+		}
 	})
 
 	t.Run("add a host", func(t *testing.T) {
@@ -140,6 +178,42 @@ func TestHosts(t *testing.T) {
 			t.Fatalf("added %q", h4.Name)
 		}
 		h4.MustRun(t, fmt.Sprintf("timeout 10 bash -c '</dev/tcp/%s/22'", h1.Addr))
+	})
+
+	t.Run("fake systemd", func(t *testing.T) {
+		h := nw.AddFakeSystemd(t)
+		if got := strings.TrimSpace(h.MustRun(t, "cat /proc/1/comm; test -d /run/systemd/system && echo booted")); got != "systemd\nbooted" {
+			t.Fatalf("PID 1 and /run/systemd/system: %q", got)
+		}
+		h.WriteFile(t, "/etc/systemd/system/napper.service", []byte("[Service]\nExecStart=/bin/sleep 4242\n"), 0o644)
+		run := func(cmd string) string { return strings.TrimSpace(h.MustRun(t, cmd)) }
+		if r := h.Run(t, "systemctl is-active --quiet napper"); r.Code != 3 {
+			t.Fatalf("is-active before start: exit %d", r.Code)
+		}
+		run("systemctl enable --now --no-block napper")
+		pid := run("systemctl show -p MainPID --value napper")
+		if run("systemctl is-enabled napper") != "enabled" || pid == "0" || !strings.Contains(h.Processes(t), "sleep 4242") {
+			t.Fatalf("after enable --now: pid %s\n%s", pid, h.Processes(t))
+		}
+		run("systemctl restart --no-block napper.service")
+		if again := run("systemctl show -p MainPID --value napper"); again == pid || again == "0" {
+			t.Fatalf("restart: pid %s, was %s", again, pid)
+		}
+		run("systemctl disable --now napper")
+		if run("systemctl show -p MainPID --value napper") != "0" || strings.Contains(h.Processes(t), "sleep 4242") {
+			t.Fatalf("still running after disable --now:\n%s", h.Processes(t))
+		}
+		if r := h.Run(t, "systemctl start missing"); r.Code != 5 || !strings.Contains(r.Stderr, "Unit missing.service not found") {
+			t.Fatalf("missing unit: %+v", r)
+		}
+		calls := h.SystemctlCalls(t)
+		if len(calls) != 9 || calls[1] != "enable --now --no-block napper" {
+			t.Fatalf("calls %q", calls)
+		}
+		// Plain hosts are not touched by it.
+		if got := strings.TrimSpace(h1.MustRun(t, "cat /proc/1/comm; command -v systemctl || true")); strings.Contains(got, "systemd\n") || strings.Contains(got, "/usr/local/sbin") {
+			t.Fatalf("host1: %q", got)
+		}
 	})
 }
 

@@ -16,8 +16,7 @@ import (
 	"github.com/etcdkit/etcdkit/internal/ops"
 )
 
-// Helpers the e2e packages share. (test/e2e/membership and test/e2e/pki
-// have their own copies of some, from before these existed.)
+// Helpers the e2e packages share.
 
 // RunOK runs the etcdkit binary and fails the test unless it exits 0
 // without a stack trace.

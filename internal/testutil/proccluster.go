@@ -203,31 +203,53 @@ func WaitReady(t testing.TB, p *Proc) {
 }
 
 // Writer puts distinct keys ("w-000000", ...) one after the other and
-// remembers which were acknowledged, so a test can check that none is lost.
+// remembers which were acknowledged, and the error of each that failed, so
+// a test can check that none is lost and which errors clients saw.
 type Writer struct {
 	mu     sync.Mutex
 	acked  []string
-	failed int
+	errs   []error
 	cancel context.CancelFunc
 	done   chan struct{}
 }
 
+// WriterOptions tunes StartWriterWith.
+type WriterOptions struct {
+	// Prefix starts every key; default "w-".
+	Prefix string
+	// Timeout bounds each put; default 2 s. A timeout longer than etcd's
+	// own request timeout (7 s) makes every failure etcd's answer rather
+	// than this client giving up.
+	Timeout time.Duration
+}
+
 // StartWriter starts a writer on cli until Stop.
 func StartWriter(ctx context.Context, cli *clientv3.Client) *Writer {
+	return StartWriterWith(ctx, cli, WriterOptions{})
+}
+
+// StartWriterWith starts a writer with options.
+func StartWriterWith(ctx context.Context, cli *clientv3.Client, o WriterOptions) *Writer {
+	if o.Prefix == "" {
+		o.Prefix = "w-"
+	}
+	if o.Timeout == 0 {
+		o.Timeout = 2 * time.Second
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	w := &Writer{cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(w.done)
 		for i := 0; ctx.Err() == nil; i++ {
-			k := fmt.Sprintf("w-%06d", i)
-			pctx, pcancel := context.WithTimeout(ctx, 2*time.Second)
+			k := fmt.Sprintf("%s%06d", o.Prefix, i)
+			pctx, pcancel := context.WithTimeout(ctx, o.Timeout)
 			_, err := cli.Put(pctx, k, k)
 			pcancel()
 			w.mu.Lock()
 			if err == nil {
 				w.acked = append(w.acked, k)
 			} else if ctx.Err() == nil {
-				w.failed++
+				w.errs = append(w.errs, err)
 			}
 			w.mu.Unlock()
 		}
@@ -263,9 +285,16 @@ func (w *Writer) Acked() int {
 // Stop ends the writer and returns the acknowledged keys and the number of
 // writes that failed (after clientv3's own retries).
 func (w *Writer) Stop() (acked []string, failed int) {
+	acked, errs := w.StopErrors()
+	return acked, len(errs)
+}
+
+// StopErrors ends the writer and returns the acknowledged keys and the
+// error of every write that failed.
+func (w *Writer) StopErrors() (acked []string, errs []error) {
 	w.cancel()
 	<-w.done
-	return w.acked, w.failed
+	return w.acked, w.errs
 }
 
 // CheckAcked fails unless every acknowledged key is readable through cli.

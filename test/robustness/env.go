@@ -206,7 +206,7 @@ func (e *Env) record(req Request, fn func(ctx context.Context) (Response, error)
 	resp, err := fn(ctx)
 	ret := rec.Now()
 	if err != nil {
-		resp = Response{Status: classify(err), Err: errText(err)}
+		resp = Response{Status: classify(req.Kind, err), Err: errText(err)}
 	} else {
 		resp.Status = StatusOK
 	}

@@ -166,7 +166,7 @@ func (tr *Traffic) do(client int, req Request, fn func(ctx context.Context, req 
 	resp, err := fn(ctx, &req)
 	ret := tr.rec.Now()
 	if err != nil {
-		resp = Response{Status: classify(err), Err: errText(err)}
+		resp = Response{Status: classify(req.Kind, err), Err: errText(err)}
 	} else {
 		resp.Status = StatusOK
 	}
@@ -181,12 +181,16 @@ func (tr *Traffic) do(client int, req Request, fn func(ctx context.Context, req 
 }
 
 // classify decides whether an error proves the request was not applied.
-// Only "lease not found" does. Any other error (a timeout, a lost
+// Only "lease not found" does, and not for a revoke: clientv3 retries
+// LeaseRevoke on a lost connection (it is "repeatable"), so a revoke whose
+// first attempt was applied and whose answer was lost comes back "lease
+// not found" from the retry. Any other error (a timeout, a lost
 // connection, no leader) leaves the outcome unknown, and so does NOSPACE:
 // etcd applies the put that crosses the quota and still answers NOSPACE
 // (quotaApplierV3), so the error does not mean the write was refused.
-func classify(err error) Status {
-	if errors.Is(err, rpctypes.ErrLeaseNotFound) || errors.Is(err, rpctypes.ErrGRPCLeaseNotFound) {
+func classify(kind Kind, err error) Status {
+	notFound := errors.Is(err, rpctypes.ErrLeaseNotFound) || errors.Is(err, rpctypes.ErrGRPCLeaseNotFound)
+	if notFound && kind != KindLeaseRevoke {
 		return StatusFailed
 	}
 	return StatusUnknown

@@ -20,11 +20,11 @@ import (
 // is promoted, then removed, and every command re-run after success is a
 // no-op.
 func testLearner(t *testing.T, pc *testutil.ProcCluster, envs []string, backups string) {
-	peer5, client5 := newURLs(t, 5)
+	peer5, client5 := testutil.FreeURLs(t, 5)
 	out := filepath.Join(t.TempDir(), "m5")
 	addArgs := append([]string{"member", "add", "m5", "--peer-urls", peer5, "--client-urls", client5, "--backup-dir", backups},
 		joinFlags(pc.Dir.PKIDir(), out)...)
-	r := run(t, envs, addArgs...)
+	r := testutil.RunOK(t, envs, addArgs...)
 	for _, want := range []string{"initial-cluster-state: existing", "m5=" + peer5, "m2=", "m3=", "m4="} {
 		if !strings.Contains(r.Stdout, want) {
 			t.Fatalf("member add printed no %q:\n%s", want, r.Stdout)
@@ -41,12 +41,12 @@ func testLearner(t *testing.T, pc *testutil.ProcCluster, envs []string, backups 
 	if fi, err := os.Stat(filepath.Join(out, "ssl", "server-key.pem")); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("server key: %v %v", fi, err)
 	}
-	r = run(t, envs, addArgs...)
+	r = testutil.RunOK(t, envs, addArgs...)
 	if !strings.Contains(r.Stderr, "already in the cluster as a learner: nothing changed") {
 		t.Fatalf("re-run of member add:\n%s", r.Stderr)
 	}
 	var id string
-	for _, m := range members(t, envs).Members {
+	for _, m := range testutil.Members(t, envs).Members {
 		if slices.Contains(m.PeerURLs, peer5) {
 			if m.Started || !m.Learner {
 				t.Fatalf("new member: %+v", m)
@@ -71,23 +71,23 @@ func testLearner(t *testing.T, pc *testutil.ProcCluster, envs []string, backups 
 		t.Fatal(err)
 	}
 	p.Wait(t, time.Minute)
-	if m := members(t, envs).Find(id); m == nil || !m.Learner {
+	if m := testutil.Members(t, envs).Find(id); m == nil || !m.Learner {
 		t.Fatalf("after a killed promote: %+v", m)
 	}
 
 	m5 := startMember(t, filepath.Join(out, "etcd.yaml"))
-	r = run(t, envs, "member", "promote", "m5", "--wait", "--backup-dir", backups)
+	r = testutil.RunOK(t, envs, "member", "promote", "m5", "--wait", "--backup-dir", backups)
 	if !strings.Contains(r.Stdout, `promoted member "m5"`) {
 		t.Fatalf("promote:\n%s%s", r.Stdout, r.Stderr)
 	}
-	r = run(t, envs, "member", "promote", "m5", "--backup-dir", backups)
+	r = testutil.RunOK(t, envs, "member", "promote", "m5", "--backup-dir", backups)
 	if !strings.Contains(r.Stdout, "is a voting member already: nothing to do") {
 		t.Fatalf("re-run of promote:\n%s", r.Stdout)
 	}
-	expectMembers(t, members(t, envs), "m2", "m3", "m4", "m5")
+	testutil.ExpectVoters(t, testutil.Members(t, envs), "m2", "m3", "m4", "m5")
 
 	// 4 to 3 voters: allowed. The member stops by itself.
-	r = run(t, envs, "member", "remove", "m5", "--backup-dir", backups)
+	r = testutil.RunOK(t, envs, "member", "remove", "m5", "--backup-dir", backups)
 	if !strings.Contains(r.Stdout, `removed member "m5"`) {
 		t.Fatalf("remove:\n%s%s", r.Stdout, r.Stderr)
 	}
@@ -95,11 +95,11 @@ func testLearner(t *testing.T, pc *testutil.ProcCluster, envs []string, backups 
 	if !strings.Contains(m5.Stderr(), "removed from the cluster") {
 		t.Fatalf("the removed member did not say why it stopped:\n%s", m5.Stderr())
 	}
-	r = run(t, envs, "member", "remove", "m5", "--backup-dir", backups)
+	r = testutil.RunOK(t, envs, "member", "remove", "m5", "--backup-dir", backups)
 	if !strings.Contains(r.Stdout, `no member "m5" in the cluster`) || !strings.Contains(r.Stdout, "already removed") {
 		t.Fatalf("re-run of remove:\n%s", r.Stdout)
 	}
-	expectMembers(t, members(t, envs), "m2", "m3", "m4")
+	testutil.ExpectVoters(t, testutil.Members(t, envs), "m2", "m3", "m4")
 }
 
 // testUpdate moves m4's peer URL to another port: stopped, updated,
@@ -109,8 +109,8 @@ func testUpdate(t *testing.T, pc *testutil.ProcCluster, envs []string, m4 *testu
 		t.Fatal(err)
 	}
 	m4.Wait(t, time.Minute)
-	peer, _ := newURLs(t, 4)
-	r := run(t, envs, "member", "update", "m4", "--peer-urls", peer, "--skip-snapshot")
+	peer, _ := testutil.FreeURLs(t, 4)
+	r := testutil.RunOK(t, envs, "member", "update", "m4", "--peer-urls", peer, "--skip-snapshot")
 	if !strings.Contains(r.Stdout, `updated member "m4"`) {
 		t.Fatalf("update:\n%s%s", r.Stdout, r.Stderr)
 	}
@@ -131,7 +131,7 @@ func testUpdate(t *testing.T, pc *testutil.ProcCluster, envs []string, m4 *testu
 	m4 = startMember(t, config)
 	var ms *ops.Membership
 	testutil.Retry(t, testutil.Ctx(t), func() error {
-		ms = members(t, envs)
+		ms = testutil.Members(t, envs)
 		if m := ms.Find("m4"); m == nil || !m.Healthy {
 			return os.ErrNotExist
 		}
@@ -140,7 +140,7 @@ func testUpdate(t *testing.T, pc *testutil.ProcCluster, envs []string, m4 *testu
 	if m := ms.Find("m4"); m.PeerURLs[0] != peer {
 		t.Fatalf("m4 peer URLs %v, want %s", m.PeerURLs, peer)
 	}
-	r = run(t, envs, "member", "update", "m4", "--peer-urls", peer)
+	r = testutil.RunOK(t, envs, "member", "update", "m4", "--peer-urls", peer)
 	if !strings.Contains(r.Stdout, "nothing to do") {
 		t.Fatalf("re-run of update:\n%s", r.Stdout)
 	}
@@ -169,16 +169,16 @@ func testRemoveLeader(t *testing.T, pc *testutil.ProcCluster, procs map[string]*
 	otherEPs := []string{clientURLs[others[0]], clientURLs[others[1]]}
 	envs := env(t, pc, eps...)
 
-	w := startErrWriter(ctx, client(t, pc, otherEPs...))
-	w.waitFor(t, 100)
+	w := testutil.StartWriterWith(ctx, client(t, pc, otherEPs...), testutil.WriterOptions{Prefix: "e-", Timeout: 15 * time.Second})
+	w.WaitFor(t, 100)
 	r := testutil.Run(t, envs, pc.Bin, "member", "remove", leader, "--backup-dir", backups)
 	testutil.ExpectFailure(t, r, 1, "it would leave 2 voting members", "tolerate no failure", "--force")
-	r = run(t, envs, "member", "remove", leader, "--force", "--backup-dir", backups)
+	r = testutil.RunOK(t, envs, "member", "remove", leader, "--force", "--backup-dir", backups)
 	if !strings.Contains(r.Stdout, "moved leadership to") || !strings.Contains(r.Stderr, "moving leadership away first") {
 		t.Fatalf("the leader was removed without moving leadership first:\n%s%s", r.Stdout, r.Stderr)
 	}
-	w.waitFor(t, w.count()+100)
-	acked, errs := w.stop()
+	w.WaitFor(t, w.Acked()+100)
+	acked, errs := w.StopErrors()
 	// The cluster never waits for an election. etcd drops proposals in
 	// flight during the hand-over itself (a write at that instant times
 	// out: "request timed out", code Unavailable, which clients retry);
@@ -199,7 +199,7 @@ func testRemoveLeader(t *testing.T, pc *testutil.ProcCluster, procs map[string]*
 		t.Fatal(err)
 	}
 	procs[others[0]].Wait(t, time.Minute)
-	peer6, _ := newURLs(t, 6)
+	peer6, _ := testutil.FreeURLs(t, 6)
 	r = testutil.Run(t, envs, pc.Bin, "member", "add", "m6", "--peer-urls", peer6, "--backup-dir", backups, "--command-timeout", "2s")
 	testutil.ExpectFailure(t, r, 3, `refusing to add member "m6"`, "the cluster has lost quorum", "0 of 2 voting members are healthy",
 		"etcdkit cluster recover")

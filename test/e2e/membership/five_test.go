@@ -31,7 +31,7 @@ func TestFiveMembersTwoFailures(t *testing.T) {
 	pc.Stop(t, "m2", syscall.SIGKILL)
 	w.WaitFor(t, w.Acked()+100)
 
-	peer6, client6 := newURLs(t, 6)
+	peer6, client6 := testutil.FreeURLs(t, 6)
 	out6 := filepath.Join(t.TempDir(), "m6")
 	args6 := append([]string{"member", "replace", "m1", "--name", "m6", "--peer-url", peer6, "--client-url", client6,
 		"--backup-dir", backups}, joinFlags(pc.Dir.PKIDir(), out6)...)
@@ -49,18 +49,18 @@ func TestFiveMembersTwoFailures(t *testing.T) {
 		t.Fatalf("the second run did not continue after the add:\n%s", p.Stderr())
 	}
 	startMember(t, filepath.Join(out6, "etcd.yaml"))
-	r = run(t, envAll, args6...)
+	r = testutil.RunOK(t, envAll, args6...)
 	if !strings.Contains(r.Stdout, `replaced member "m1" with "m6"`) {
 		t.Fatalf("third run:\n%s%s", r.Stdout, r.Stderr)
 	}
 
-	peer7, client7 := newURLs(t, 7)
+	peer7, client7 := testutil.FreeURLs(t, 7)
 	out7 := filepath.Join(t.TempDir(), "m7")
 	p = testutil.Start(t, envAll, pc.Bin, append([]string{"member", "replace", "m2", "--name", "m7", "--peer-url", peer7,
 		"--client-url", client7, "--backup-dir", backups}, joinFlags(pc.Dir.PKIDir(), out7)...)...)
-	waitFile(t, p, filepath.Join(out7, "etcd.yaml"))
+	testutil.WaitFile(t, p, filepath.Join(out7, "etcd.yaml"))
 	startMember(t, filepath.Join(out7, "etcd.yaml"))
-	finish(t, p)
+	testutil.Finish(t, p)
 	if !strings.Contains(p.Stdout(), `replaced member "m2" with "m7"`) {
 		t.Fatalf("replace m2:\n%s", p.Stdout())
 	}
@@ -69,7 +69,7 @@ func TestFiveMembersTwoFailures(t *testing.T) {
 	acked, _ := w.Stop()
 	eps := append(all[2:], client6, client7)
 	checkData(t, ctx, pc, eps, acked)
-	expectMembers(t, members(t, env(t, pc, eps...)), "m3", "m4", "m5", "m6", "m7")
+	testutil.ExpectVoters(t, testutil.Members(t, env(t, pc, eps...)), "m3", "m4", "m5", "m6", "m7")
 	if snaps, _ := filepath.Glob(filepath.Join(backups, "*.db")); len(snaps) != 2 {
 		t.Fatalf("want one snapshot per replacement, got %v", snaps)
 	}

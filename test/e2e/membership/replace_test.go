@@ -39,7 +39,7 @@ func TestReplaceRunbook(t *testing.T) {
 	r := testutil.Run(t, envAll, pc.Bin, "member", "remove", "m2", "--force", "--backup-dir", backups)
 	testutil.ExpectFailure(t, r, 3, `refusing to remove member "m2"`, "only 1 of the 2 remaining voting members would be healthy",
 		"down: m1", "bring m1 back", "etcdkit member replace m1")
-	peer4, client4 := newURLs(t, 4)
+	peer4, client4 := testutil.FreeURLs(t, 4)
 	r = testutil.Run(t, envAll, pc.Bin, "member", "add", "m4", "--peer-urls", peer4, "--backup-dir", backups)
 	testutil.ExpectFailure(t, r, 3, `refusing to add member "m4"`, "only 2 of 3 voting members are healthy (down: m1)",
 		"etcdkit member replace m1 --name m4")
@@ -50,12 +50,12 @@ func TestReplaceRunbook(t *testing.T) {
 	r = testutil.Run(t, envAll, pc.Bin, bad...)
 	testutil.ExpectFailure(t, r, 1, "the new peer URL "+m3.PeerURL+` is already used by member "m3"`, "choose a free address")
 	testutil.AssertTreeState(t, filepath.Dir(backups), before)
-	if ms := members(t, envAll); len(ms.Members) != 3 {
+	if ms := testutil.Members(t, envAll); len(ms.Members) != 3 {
 		t.Fatalf("a refusal changed the members: %+v", ms.Members)
 	}
 
 	// The dry run prints the plan and changes nothing.
-	r = run(t, envAll, append(replaceArgs, "--dry-run")...)
+	r = testutil.RunOK(t, envAll, append(replaceArgs, "--dry-run")...)
 	for _, want := range []string{"1. check quorum", "2 of 2 remaining voting members healthy", "3. remove the old member",
 		`remove member "m1"`, "4. add the new member as a learner", "6. wait for the new member to start",
 		"etcdkit member run --config " + filepath.Join(out, "etcd.yaml"), "dry run: nothing was changed"} {
@@ -70,14 +70,14 @@ func TestReplaceRunbook(t *testing.T) {
 	if r.Code != -1 || !strings.Contains(r.Stderr, "remove the old member") {
 		t.Fatalf("the failpoint did not kill the replacement after the removal: exit %d\n%s", r.Code, r.Stderr)
 	}
-	expectMembers(t, members(t, envAll), "m2", "m3")
+	testutil.ExpectVoters(t, testutil.Members(t, envAll), "m2", "m3")
 
 	// Run again: it continues, writes m4's files and waits for it.
 	p := testutil.Start(t, envAll, pc.Bin, replaceArgs...)
-	waitFile(t, p, filepath.Join(out, "etcd.yaml"))
+	testutil.WaitFile(t, p, filepath.Join(out, "etcd.yaml"))
 	waitStderr(t, p, "waiting up to")
 	m4 := startMember(t, filepath.Join(out, "etcd.yaml"))
-	finish(t, p)
+	testutil.Finish(t, p)
 	for _, want := range []string{`replaced member "m1" with "m4"`, "members: m2, m3, m4",
 		"--etcd-servers=" + strings.Join([]string{m2.ClientURL, m3.ClientURL, client4}, ",")} {
 		if !strings.Contains(p.Stdout(), want) {
@@ -98,14 +98,14 @@ func TestReplaceRunbook(t *testing.T) {
 	acked, _ := w.Stop()
 	survivors := []string{m2.ClientURL, m3.ClientURL, client4}
 	checkData(t, ctx, pc, survivors, acked)
-	expectMembers(t, members(t, envAll), "m2", "m3", "m4")
+	testutil.ExpectVoters(t, testutil.Members(t, envAll), "m2", "m3", "m4")
 
 	// Re-run after success: nothing to do, same state.
-	r = run(t, envAll, replaceArgs...)
+	r = testutil.RunOK(t, envAll, replaceArgs...)
 	if !strings.Contains(r.Stdout, "nothing left to do") {
 		t.Fatalf("re-run after success:\n%s%s", r.Stdout, r.Stderr)
 	}
-	expectMembers(t, members(t, envAll), "m2", "m3", "m4")
+	testutil.ExpectVoters(t, testutil.Members(t, envAll), "m2", "m3", "m4")
 
 	// The same cluster, reused: m2, m3, m4. Not subtests: the members a
 	// step starts must outlive it.

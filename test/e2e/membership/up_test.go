@@ -25,35 +25,35 @@ func TestUpReshape(t *testing.T) {
 	}
 	waitStderr(t, c.Proc, `member "m1" stopped unexpectedly`)
 
-	r := run(t, nil, "up", "replace", "m1", "--dir", dir)
+	r := testutil.RunOK(t, nil, "up", "replace", "m1", "--dir", dir)
 	if !strings.Contains(r.Stdout, `replaced member "m1" with "m4"`) || !strings.Contains(r.Stdout, "--etcd-servers=") {
 		t.Fatalf("up replace:\n%s%s", r.Stdout, r.Stderr)
 	}
-	ms := members(t, nil, "--dir", dir)
-	expectMembers(t, ms, "m2", "m3", "m4")
+	ms := testutil.Members(t, nil, "--dir", dir)
+	testutil.ExpectVoters(t, ms, "m2", "m3", "m4")
 	if u, err := url.Parse(ms.Find("m4").ClientURLs[0]); err != nil || u.Hostname() != "127.0.0.4" {
 		t.Fatalf("m4 serves on %v, want 127.0.0.4", ms.Find("m4").ClientURLs)
 	}
 	expectSpec(t, dir, "m2", "m3", "m4")
-	r = run(t, nil, "up", "replace", "m1", "--dir", dir)
+	r = testutil.RunOK(t, nil, "up", "replace", "m1", "--dir", dir)
 	if !strings.Contains(r.Stdout, "nothing left to do") {
 		t.Fatalf("up replace re-run:\n%s%s", r.Stdout, r.Stderr)
 	}
 
-	r = run(t, nil, "up", "add", "--dir", dir)
+	r = testutil.RunOK(t, nil, "up", "add", "--dir", dir)
 	if !strings.Contains(r.Stdout, `added member "m5"`) {
 		t.Fatalf("up add:\n%s%s", r.Stdout, r.Stderr)
 	}
-	expectMembers(t, members(t, nil, "--dir", dir), "m2", "m3", "m4", "m5")
-	r = run(t, nil, "up", "remove", "m5", "--dir", dir)
+	testutil.ExpectVoters(t, testutil.Members(t, nil, "--dir", dir), "m2", "m3", "m4", "m5")
+	r = testutil.RunOK(t, nil, "up", "remove", "m5", "--dir", dir)
 	if !strings.Contains(r.Stdout, `removed member "m5"`) {
 		t.Fatalf("up remove:\n%s%s", r.Stdout, r.Stderr)
 	}
-	r = run(t, nil, "up", "remove", "m5", "--dir", dir)
+	r = testutil.RunOK(t, nil, "up", "remove", "m5", "--dir", dir)
 	if !strings.Contains(r.Stdout, "already removed") {
 		t.Fatalf("up remove re-run:\n%s", r.Stdout)
 	}
-	expectMembers(t, members(t, nil, "--dir", dir), "m2", "m3", "m4")
+	testutil.ExpectVoters(t, testutil.Members(t, nil, "--dir", dir), "m2", "m3", "m4")
 	expectSpec(t, dir, "m2", "m3", "m4")
 	waitStderr(t, c.Proc, "stopped: m5")
 	for _, want := range []string{"stopped: m1", "started: m4", "started: m5"} {
@@ -71,7 +71,7 @@ func TestUpReshape(t *testing.T) {
 			t.Fatalf("restarted up lacks %q:\n%s", want, c.Proc.Stdout())
 		}
 	}
-	run(t, nil, "health", "--dir", dir)
+	testutil.RunOK(t, nil, "health", "--dir", dir)
 	if code := c.Stop(t); code != 0 {
 		t.Fatalf("up exited %d", code)
 	}
