@@ -340,7 +340,7 @@ const reportOutro = `
 ## Rerun
 
 ` + "```" + `sh
-go run ./test/robustness/cmd/report                 # every scenario, 3 seeds, rewrites this file (~35 min on 2 cores)
+go run ./test/robustness/cmd/report                 # every scenario, 3 seeds, rewrites this file (~30 min on 2 cores)
 go run ./test/robustness/cmd/report -quick          # the quick set, 1 seed
 go run ./test/robustness/cmd/report -run partition  # scenarios whose name matches
 go run ./test/robustness/cmd/report -render         # rewrite this file from reliability.jsonl
