@@ -7,6 +7,8 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/etcdkit/etcdkit/internal/ops/replace"
 )
 
 // TestCheckerCatchesBrokenBehaviour proves the suite can fail: the same
@@ -115,4 +117,73 @@ func dialOnly(e *Env, names ...string) *clientv3.Client {
 	}
 	e.T.Cleanup(func() { cli.Close() })
 	return cli
+}
+
+// TestSuiteCatchesBrokenReplace is the acceptance proof that a broken
+// build is caught: the member-replace scenario passes with etcdkit as it
+// is, and fails, naming what broke, when `etcdkit member replace` runs
+// with the test-only failpoint that makes it promote the new learner at
+// once, without waiting for it to start and catch up. etcd's own
+// readiness check refuses that promotion, so no write is lost and the
+// history stays linearizable; what must be caught is the degraded
+// outcome: the replacement stops half-way, one voter short, with a
+// learner that never started.
+func TestSuiteCatchesBrokenReplace(t *testing.T) {
+	mode := suiteMode(t)
+	mode.Scale = 1
+	t.Setenv(EnvArtifacts, t.TempDir())
+	s, ok := registered("member-replace")
+	if !ok {
+		t.Fatal("no member-replace scenario")
+	}
+	t.Run("correct build", func(t *testing.T) {
+		res := RunScenario(t, s, 3, 1, mode)
+		if !res.OK() {
+			t.Fatalf("member-replace failed with no failpoint: %s", summarize(res.Problems, 10))
+		}
+	})
+	t.Run("failpoint "+replace.FailpointSkipCatchUp, func(t *testing.T) {
+		broken := s
+		broken.Cluster = func(o *ClusterOptions) {
+			if s.Cluster != nil {
+				s.Cluster(o)
+			}
+			o.Env = append(o.Env, replace.FailpointEnv+"="+replace.FailpointSkipCatchUp)
+		}
+		res := RunScenario(t, broken, 3, 1, mode)
+		if res.OK() {
+			t.Fatalf("the suite passed a replacement that promotes an unstarted learner: %+v", res)
+		}
+		problems := strings.Join(res.Problems, "\n")
+		for _, want := range []string{
+			// the scenario: the command failed, with etcd's refusal
+			"can only promote a learner member which is in sync with leader",
+			// the suite's own end checks: the member set is wrong, the
+			// new member holds no data, the cluster is not healthy
+			"m4 was added but never started, is still a learner",
+			"member m4 is not running",
+		} {
+			if !strings.Contains(problems, want) {
+				t.Errorf("the report does not name %q:\n%s", want, problems)
+			}
+		}
+		if res.Healthy {
+			t.Errorf("a cluster one voter short, with a learner that never started, was reported healthy")
+		}
+		// etcd's safety held: the checker must not invent violations.
+		if res.Linearizable != "yes" || res.LostWrites != 0 {
+			t.Errorf("linearizable %s, lost %d: etcd refused the promotion, so the data must be intact", res.Linearizable, res.LostWrites)
+		}
+		t.Logf("caught: %s", summarize(res.Problems, 6))
+	})
+}
+
+// registered is the registered scenario of that name.
+func registered(name string) (Scenario, bool) {
+	for _, s := range Scenarios() {
+		if s.Name == name {
+			return s, true
+		}
+	}
+	return Scenario{}, false
 }

@@ -23,7 +23,12 @@ type PhaseData struct {
 	Ops      []Op
 	// Watches maps a watcher's name to its events; "all" follows every
 	// member through the balancer, the others one member each.
-	Watches       map[string][]Event
+	Watches map[string][]Event
+	// WatchEnds are the watchers of members that left the cluster during
+	// the phase (replaced) or were not running at its end, with the
+	// revision each had reached: each is checked up to there (the member
+	// not running is a problem of its own).
+	WatchEnds     map[string]int64 `json:",omitempty"`
 	Reconnects    int
 	WatchProblems []string
 }
@@ -222,7 +227,11 @@ func CheckWatches(p *PhaseData) []string {
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		problems = append(problems, checkOneWatch(n, p.Watches[n], p.StartRev, p.EndRev)...)
+		end, left := p.WatchEnds[n]
+		if !left {
+			end = p.EndRev
+		}
+		problems = append(problems, checkOneWatch(n, p.Watches[n], p.StartRev, end)...)
 	}
 	ref := p.Watches["all"]
 	for _, n := range names {

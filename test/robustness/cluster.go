@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"github.com/etcdkit/etcdkit/internal/etcdconf"
 	"github.com/etcdkit/etcdkit/internal/local"
 	"github.com/etcdkit/etcdkit/internal/ops"
+	"github.com/etcdkit/etcdkit/internal/spec"
 	"github.com/etcdkit/etcdkit/internal/testutil"
 )
 
@@ -33,6 +35,19 @@ type ClusterOptions struct {
 	// Configure, when set, edits members' configs (or anything else in
 	// the cluster directory) before they start.
 	Configure func(t testing.TB, c *Cluster)
+	// SnapshotCount is every member's snapshot-count (0: etcd's default).
+	SnapshotCount uint64
+	// Preload writes that many keys outside Prefix once the cluster
+	// serves, before the history starts: with a small SnapshotCount, raft
+	// entries enough for etcd to compact its log (it keeps 5000 after a
+	// snapshot), so a member that joins later catches up from a snapshot
+	// of the leader's database, as it would in a cluster that has run for
+	// a while, not by replaying the log from the first entry.
+	Preload int
+	// Env is added to the environment of every etcdkit command the suite
+	// and the scenario run against the cluster (not the members): a
+	// test-only failpoint that breaks an operation.
+	Env []string
 }
 
 // Cluster is a scenario's cluster: separate `etcdkit member run`
@@ -43,17 +58,23 @@ type Cluster struct {
 	Network *Network
 	paused  map[string]bool
 	admin   *clientv3.Client
+	env     []string
 }
 
 // NewCluster creates the cluster, starts every member and waits until
 // `etcdkit health` passes.
 func NewCluster(t testing.TB, o ClusterOptions) *Cluster {
 	t.Helper()
-	c := &Cluster{ProcCluster: testutil.NewProcCluster(t, o.Members), T: t, paused: map[string]bool{}}
-	if o.QuotaBackendBytes > 0 {
+	c := &Cluster{ProcCluster: testutil.NewProcCluster(t, o.Members), T: t, paused: map[string]bool{}, env: o.Env}
+	if o.QuotaBackendBytes > 0 || o.SnapshotCount > 0 {
 		for _, n := range c.Names() {
 			cfg := c.Config(t, n)
-			cfg.QuotaBackendBytes = o.QuotaBackendBytes
+			if o.QuotaBackendBytes > 0 {
+				cfg.QuotaBackendBytes = o.QuotaBackendBytes
+			}
+			if o.SnapshotCount > 0 {
+				cfg.SnapshotCount = o.SnapshotCount
+			}
 			c.WriteConfig(t, n, cfg)
 		}
 	}
@@ -75,7 +96,58 @@ func NewCluster(t testing.TB, o ClusterOptions) *Cluster {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	c.WaitHealthy(ctx)
+	if o.Preload > 0 {
+		c.preload(o.Preload)
+	}
 	return c
+}
+
+// preload writes n keys outside Prefix, several at a time.
+func (c *Cluster) preload(n int) {
+	c.T.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cli := c.Admin()
+	const writers = 64
+	keys := make(chan int)
+	errs := make(chan error, writers)
+	var wg sync.WaitGroup
+	for range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range keys {
+				var err error
+				for try := 0; try < 5; try++ {
+					pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+					_, err = cli.Put(pctx, fmt.Sprintf("preload/%06d", i), "x")
+					cancel()
+					if err == nil {
+						break
+					}
+				}
+				if err != nil {
+					errs <- fmt.Errorf("preload: %w", err)
+					return
+				}
+			}
+		}()
+	}
+	go func() {
+		defer close(keys)
+		for i := range n {
+			select {
+			case keys <- i:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		c.T.Fatal(err)
+	}
 }
 
 // addProxies makes each member advertise a proxy as its peer URL; the
@@ -214,6 +286,39 @@ func (c *Cluster) Kill(name string) { c.Stop(c.T, name, syscall.SIGKILL) }
 // Restart starts a stopped member again and waits until it serves.
 func (c *Cluster) Restart(name string) { c.Start(c.T, name) }
 
+// Running reports whether a member's process runs (a paused one does).
+func (c *Cluster) Running(name string) bool {
+	p := c.Procs[name]
+	return p != nil && !p.Exited()
+}
+
+// Launch starts a member's process from a config and returns at once:
+// a member that joins as a learner is ready only once it has caught up,
+// and whoever added it waits for that.
+func (c *Cluster) Launch(name, config string) {
+	c.Procs[name] = testutil.Start(c.T, nil, c.Bin, "member", "run", "--config", config)
+}
+
+// Replaced makes m a member in old's place: in the spec (on disk too, so
+// Target, ClientEnv and `etcdkit` commands see the new set) and in the
+// processes. m's process is whatever Launch started, if anything.
+func (c *Cluster) Replaced(old string, m spec.Member) {
+	c.T.Helper()
+	var members []spec.Member
+	for _, o := range c.Spec.Members {
+		if o.Name != old && o.Name != m.Name {
+			members = append(members, o)
+		}
+	}
+	c.Spec.Members = append(members, m)
+	if err := c.Spec.Write(c.Dir.Spec()); err != nil {
+		c.T.Fatal(err)
+	}
+	delete(c.Procs, old)
+	delete(c.paused, old)
+	c.redialAdmin()
+}
+
 // Pause freezes a member with SIGSTOP.
 func (c *Cluster) Pause(name string) {
 	c.T.Helper()
@@ -254,7 +359,13 @@ func (c *Cluster) ElectionTimeout() time.Duration {
 
 // Etcdkit runs the etcdkit binary with the cluster's ETCDCTL_* variables.
 func (c *Cluster) Etcdkit(args ...string) testutil.Result {
-	return testutil.Run(c.T, c.ClientEnv(c.T), c.Bin, args...)
+	return testutil.Run(c.T, c.CommandEnv(), c.Bin, args...)
+}
+
+// CommandEnv is the environment of an etcdkit command against the
+// cluster: its ETCDCTL_* variables and ClusterOptions.Env.
+func (c *Cluster) CommandEnv() []string {
+	return append(c.ClientEnv(c.T), c.env...)
 }
 
 // WaitHealthy waits until `etcdkit health --cluster` passes.
@@ -281,6 +392,11 @@ func (c *Cluster) HashKV(ctx context.Context, rev int64) error {
 	cli := c.Admin()
 	var last error
 	deadline := time.Now().Add(time.Minute)
+	for _, n := range c.Names() {
+		if !c.Running(n) {
+			return fmt.Errorf("member %s is not running: HashKV cannot be compared", n)
+		}
+	}
 	for time.Now().Before(deadline) {
 		hashes := map[string]string{}
 		last = nil

@@ -385,6 +385,16 @@ func (e *Env) endPhase() {
 	}
 	wctx, cancel := context.WithTimeout(e.Ctx, 2*time.Minute)
 	for _, w := range p.watchers {
+		if w.Name != "all" && !e.Cluster.Running(w.Name) {
+			// Its events are checked up to where it got.
+			if p.data.WatchEnds == nil {
+				p.data.WatchEnds = map[string]int64{}
+			}
+			p.data.WatchEnds[w.Name] = w.Last()
+			e.result.WatchOK = false
+			e.Problem("watch: watcher %s stopped at revision %d: member %s is not running", w.Name, w.Last(), w.Name)
+			continue
+		}
 		if err := w.WaitFor(wctx, p.data.EndRev); err != nil {
 			e.result.WatchOK = false
 			e.Problem("watch: %v", err)
@@ -465,6 +475,10 @@ func (e *Env) lostOnMembers(d *PhaseData) []string {
 	lost := map[string]bool{}
 	from := max(d.StartRev, e.compacted) + 1
 	for _, n := range e.Cluster.Names() {
+		if !e.Cluster.Running(n) {
+			e.Problem("phase %d: member %s is not running: its copy of the data cannot be checked", d.Index, n)
+			continue
+		}
 		cli, err := e.Cluster.Target(e.T, n).Client()
 		if err != nil {
 			e.T.Fatal(err)
@@ -613,13 +627,25 @@ func (e *Env) verifyEnd() {
 	e.T.Helper()
 	r := e.result
 	r.Healthy = true
-	err := e.retry("etcdkit health --cluster", func(context.Context) error {
+	health := func(context.Context) error {
 		res := e.Cluster.Etcdkit("health", "--cluster", "-o", "json")
 		if res.Code != 0 {
 			return fmt.Errorf("exit %d: %s", res.Code, strings.TrimSpace(res.Stderr))
 		}
 		return nil
-	})
+	}
+	var err error
+	if merr := e.checkMembers(); merr != nil {
+		// The cluster is not the one meant: health is asked once, not
+		// waited for.
+		r.Healthy = false
+		e.Problem("%v", merr)
+		if err = health(e.Ctx); err != nil {
+			err = fmt.Errorf("etcdkit health --cluster: %w", err)
+		}
+	} else {
+		err = e.retry("etcdkit health --cluster", health)
+	}
 	if err != nil {
 		r.Healthy = false
 		e.Problem("%v", err)

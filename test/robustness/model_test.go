@@ -184,6 +184,17 @@ func TestCheckWatches(t *testing.T) {
 	if p := CheckWatches(phase(map[string][]Event{"all": good, "m1": good})); len(p) != 0 {
 		t.Fatalf("good watches: %v", p)
 	}
+	// The watcher of a member that left (replaced) is checked up to the
+	// revision it had reached, and no further.
+	left := phase(map[string][]Event{"all": good, "m1": good[:1]})
+	left.WatchEnds = map[string]int64{"m1": 2}
+	if p := CheckWatches(left); len(p) != 0 {
+		t.Fatalf("a watcher that ended with its member: %v", p)
+	}
+	left.Watches["m1"] = nil
+	if p := CheckWatches(left); !strings.Contains(strings.Join(p, "\n"), "watcher m1: 1 of revisions 2..2 never arrived") {
+		t.Fatalf("a gap before the watcher's end passed: %v", p)
+	}
 	for name, tc := range map[string]struct {
 		watches map[string][]Event
 		want    string

@@ -155,6 +155,13 @@ func (w *Watcher) WaitFor(ctx context.Context, rev int64) error {
 	}
 }
 
+// Last is the highest revision the watcher knows it has been delivered.
+func (w *Watcher) Last() int64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.last
+}
+
 // Stop ends the watcher and returns what it saw.
 func (w *Watcher) Stop() (events []Event, reconnects int, problems []string) {
 	w.cancel()

@@ -229,7 +229,11 @@ func (r *run) phases() []phase {
 	if r.o.Old != "" {
 		ps = append(ps, removePhase{})
 	}
-	return append(ps, addPhase{}, configPhase{}, startPhase{}, promotePhase{}, verifyPhase{})
+	ps = append(ps, addPhase{})
+	if failpoint(FailpointSkipCatchUp) {
+		ps = append(ps, hastyPromotePhase{})
+	}
+	return append(ps, configPhase{}, startPhase{}, promotePhase{}, verifyPhase{})
 }
 
 // refresh reads the member list and finds the two members in it: the old
