@@ -38,6 +38,8 @@ func init() {
 	var res dbCheckResult
 	if err != nil {
 		res.Err = fmt.Sprintf("bad %s: %v", dbCheckSizeEnv, err)
+	} else if err := limitCheckMemory(size); err != nil {
+		res.Err = err.Error()
 	} else if st, err := dbStatusInProcess(path, size); err != nil {
 		res.Err = err.Error()
 	} else {
@@ -49,6 +51,20 @@ func init() {
 	}
 	os.Exit(0)
 }
+
+// limitCheckMemory caps the checker's heap. A damaged page header can
+// claim billions of overflow pages, and bbolt's check records each one in
+// a map: unbounded, it grows until the host's OOM killer picks a victim,
+// which on a control-plane host may be etcd itself. A sound database needs
+// a map entry per page (tens of bytes per 4 KiB page), far below the cap.
+// RLIMIT_DATA counts the Go heap but not bbolt's shared read-only mmap of
+// the file, so the cap does not depend on how large the file is mapped.
+func limitCheckMemory(dbSize int64) error {
+	lim := uint64(checkMemoryLimit(dbSize))
+	return syscall.Setrlimit(syscall.RLIMIT_DATA, &syscall.Rlimit{Cur: lim, Max: lim})
+}
+
+func checkMemoryLimit(dbSize int64) int64 { return 256<<20 + dbSize/4 }
 
 type dbCheckResult struct {
 	Done   bool               `json:"done"`
@@ -80,6 +96,9 @@ func dbStatus(path string, dbSize int64) (etcdutlsnap.Status, error) {
 	if errors.As(runErr, &exit) {
 		if ws, ok := exit.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 			return etcdutlsnap.Status{}, fmt.Errorf("the database is damaged: reading it faulted (%v): a page points outside the file", ws.Signal())
+		}
+		if bytes.Contains(stderr.Bytes(), []byte("out of memory")) {
+			return etcdutlsnap.Status{}, fmt.Errorf("the database is damaged: checking it needed more than %d MiB of memory, which a sound database of %d bytes never does (a page claims an impossible number of overflow pages)", checkMemoryLimit(dbSize)>>20, dbSize)
 		}
 		if bytes.Contains(stderr.Bytes(), []byte("unexpected fault address")) {
 			return etcdutlsnap.Status{}, errors.New("the database is damaged: reading it faulted: a page points outside the file")

@@ -135,22 +135,36 @@ func TestStreamHash(t *testing.T) {
 // of the file (found by FuzzSnapshotStatus) faults inside bbolt's own check
 // goroutine, which no recover reaches; etcdutl dies on it. Status must
 // report the file as damaged and this process must live on.
-func TestStatusOfFaultingDatabase(t *testing.T) {
-	data, err := os.ReadFile(filepath.Join("testdata", "page-past-eof.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "damaged.db")
-	if err := os.WriteFile(path, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	_, err = Status(path)
-	if !errors.Is(err, ErrInvalid) {
-		t.Fatalf("Status: want ErrInvalid, got %v", err)
-	}
-	for _, want := range []string{path, "the database is damaged", "points outside the file"} {
-		if !strings.Contains(err.Error(), want) {
-			t.Errorf("error %q does not say %q", err, want)
-		}
+// TestStatusOfDamagedPages: databases found by FuzzSnapshotStatus that
+// take bbolt's check down with them. One has a page pointing past the end
+// of the file: it faults inside bbolt's own check goroutine, which no
+// recover reaches (etcdutl dies on it). The other has a page header
+// claiming billions of overflow pages: bbolt's check records each in a map
+// until the host runs out of memory. Status must report each file as
+// damaged, and this process must live on.
+func TestStatusOfDamagedPages(t *testing.T) {
+	for file, why := range map[string]string{
+		"page-past-eof.db":    "points outside the file",
+		"overflow-runaway.db": "impossible number of overflow pages",
+	} {
+		t.Run(file, func(t *testing.T) {
+			data, err := os.ReadFile(filepath.Join("testdata", file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join(t.TempDir(), "damaged.db")
+			if err := os.WriteFile(path, data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			_, err = Status(path)
+			if !errors.Is(err, ErrInvalid) {
+				t.Fatalf("Status: want ErrInvalid, got %v", err)
+			}
+			for _, want := range []string{path, "the database is damaged", why} {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error %q does not say %q", err, want)
+				}
+			}
+		})
 	}
 }
