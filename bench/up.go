@@ -12,6 +12,8 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 
 	"github.com/etcdkit/etcdkit/internal/connect"
 	"github.com/etcdkit/etcdkit/internal/local"
@@ -162,7 +164,17 @@ func firstWrite(s connect.Settings, start time.Time) error {
 	if err != nil {
 		return err
 	}
-	cli, err := clientv3.New(clientv3.Config{Endpoints: t.Endpoints, TLS: tlsCfg, DialTimeout: time.Second, Logger: zap.NewNop()})
+	// The client exists before any member listens, so its first dials
+	// fail; gRPC then waits its default reconnect backoff (1 s, +-20%)
+	// before dialling again, which would time the harness instead of the
+	// cluster. Retry dials every 10-50 ms, as an operator's polling would.
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints: t.Endpoints, TLS: tlsCfg, DialTimeout: time.Second, Logger: zap.NewNop(),
+		DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: 10 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 50 * time.Millisecond},
+			MinConnectTimeout: time.Second,
+		})},
+	})
 	if err != nil {
 		return err
 	}

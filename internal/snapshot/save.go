@@ -231,7 +231,10 @@ func saveFrom(ctx context.Context, cli *clientv3.Client, src Source, path string
 	if err = f.Close(); err != nil {
 		return nil, err
 	}
-	whole, embeddedOK := sums.sums()
+	whole, embeddedOK, err := sums.sums()
+	if err != nil {
+		return nil, err
+	}
 	st, err := checkContent(&FileStatus{Path: part, Size: sums.n, SHA256: whole, HasHash: hasChecksum(sums.n)}, embeddedOK, true)
 	if err != nil {
 		return nil, fmt.Errorf("the streamed snapshot failed verification: %w", err)
