@@ -67,8 +67,14 @@ func hasChecksum(n int64) bool { return n%512 == sha256.Size }
 // there is a sidecar, the file is the one the sidecar describes. It reads
 // the whole file.
 func Verify(path string, o VerifyOptions) (*FileStatus, error) {
-	st, err := readStatus(path, !o.SkipHashCheck)
+	st, embeddedOK, err := hashStatus(path)
 	if err != nil {
+		return nil, err
+	}
+	if err := refuseBadHash(st, embeddedOK, !o.SkipHashCheck); err != nil {
+		return nil, err
+	}
+	if err := checkDatabase(st); err != nil {
 		return nil, err
 	}
 	side, err := ReadSidecar(path)
@@ -87,54 +93,69 @@ func Verify(path string, o VerifyOptions) (*FileStatus, error) {
 // error; one with no embedded hash (a db copy) is read and reported with
 // HasHash false.
 func Status(path string) (*FileStatus, error) {
-	return readStatus(path, false)
-}
-
-func readStatus(path string, requireHash bool) (*FileStatus, error) {
-	fi, err := os.Stat(path)
+	st, embeddedOK, err := hashStatus(path)
 	if err != nil {
-		return nil, fmt.Errorf("snapshot: %w", err)
-	}
-	if fi.IsDir() {
-		return nil, fmt.Errorf("snapshot %s is a directory, not a snapshot file", path)
-	}
-	if err := checkNotLocked(path); err != nil {
 		return nil, err
 	}
-	st := &FileStatus{Path: path, Size: fi.Size()}
-	if st.Size < 2*sha256.Size {
-		return nil, fmt.Errorf("snapshot %s: %w: the file has only %d bytes (truncated or empty)", path, ErrInvalid, st.Size)
+	if err := refuseBadHash(st, embeddedOK, false); err != nil {
+		return nil, err
 	}
-	st.HasHash = hasChecksum(st.Size)
-	full, embeddedOK, err := hashFile(path, st.Size, st.HasHash)
-	if err != nil {
-		return nil, fmt.Errorf("snapshot %s: %w", path, err)
+	if err := checkDatabase(st); err != nil {
+		return nil, err
 	}
-	st.SHA256 = full
-	return checkContent(st, embeddedOK, requireHash)
+	return st, nil
 }
 
-// checkContent finishes a status whose file hashes are known: it refuses a
-// mismatched (or, when required, missing) embedded hash, then reads and
-// checks the database.
-func checkContent(st *FileStatus, embeddedOK, requireHash bool) (*FileStatus, error) {
-	path := st.Path
+// hashStatus reads a snapshot file's size and hashes: its sha256, whether
+// it has an embedded sha256 and whether that matches.
+func hashStatus(path string) (st *FileStatus, embeddedOK bool, err error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, false, fmt.Errorf("snapshot: %w", err)
+	}
+	if fi.IsDir() {
+		return nil, false, fmt.Errorf("snapshot %s is a directory, not a snapshot file", path)
+	}
+	if err := checkNotLocked(path); err != nil {
+		return nil, false, err
+	}
+	st = &FileStatus{Path: path, Size: fi.Size()}
+	if st.Size < 2*sha256.Size {
+		return nil, false, fmt.Errorf("snapshot %s: %w: the file has only %d bytes (truncated or empty)", path, ErrInvalid, st.Size)
+	}
+	st.HasHash = hasChecksum(st.Size)
+	st.SHA256, embeddedOK, err = hashFile(path, st.Size, st.HasHash)
+	if err != nil {
+		return nil, false, fmt.Errorf("snapshot %s: %w", path, err)
+	}
+	return st, embeddedOK, nil
+}
+
+// refuseBadHash refuses a mismatched (or, when required, missing)
+// embedded hash.
+func refuseBadHash(st *FileStatus, embeddedOK, requireHash bool) error {
 	switch {
 	case st.HasHash && !embeddedOK:
-		return nil, fmt.Errorf("snapshot %s: %w: its embedded sha256 does not match its content, so the file is corrupted; use another snapshot", path, ErrInvalid)
+		return fmt.Errorf("snapshot %s: %w: its embedded sha256 does not match its content, so the file is corrupted; use another snapshot", st.Path, ErrInvalid)
 	case !st.HasHash && requireHash:
-		return nil, fmt.Errorf("snapshot %s: %w: it has no embedded sha256 (its size, %d bytes, is not whole 512-byte blocks plus 32): the file is truncated, or it is a db file copied from a data dir (only then pass --skip-hash-check)", path, ErrInvalid, st.Size)
+		return fmt.Errorf("snapshot %s: %w: it has no embedded sha256 (its size, %d bytes, is not whole 512-byte blocks plus 32): the file is truncated, or it is a db file copied from a data dir (only then pass --skip-hash-check)", st.Path, ErrInvalid, st.Size)
 	}
+	return nil
+}
+
+// checkDatabase reads and checks the database in a snapshot whose hashes
+// are known, and fills in what etcdutl's status reports.
+func checkDatabase(st *FileStatus) error {
 	dbSize := st.Size
 	if st.HasHash {
 		dbSize -= sha256.Size
 	}
-	es, err := dbStatus(path, dbSize)
+	es, err := dbStatus(st.Path, dbSize)
 	if err != nil {
-		return nil, fmt.Errorf("snapshot %s: %w: %v", path, ErrInvalid, err)
+		return fmt.Errorf("snapshot %s: %w: %v", st.Path, ErrInvalid, err)
 	}
 	st.Revision, st.TotalKeys, st.Hash, st.StorageVersion = es.Revision, es.TotalKey, es.Hash, es.Version
-	return st, nil
+	return nil
 }
 
 // streamHash computes, while a snapshot streams in, what hashFile computes

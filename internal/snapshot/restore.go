@@ -97,6 +97,10 @@ func Restore(o RestoreOptions) (*RestoreResult, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
+	// The whole check comes first, not beside the restores: etcdutl's
+	// restore opens the database in this process, and a damaged one can
+	// fault inside bbolt where nothing recovers (the check runs in a
+	// child process for that reason).
 	st, err := Verify(o.Snapshot, VerifyOptions{SkipHashCheck: o.SkipHashCheck})
 	if err != nil {
 		return nil, err

@@ -235,7 +235,10 @@ func saveFrom(ctx context.Context, cli *clientv3.Client, src Source, path string
 	if err != nil {
 		return nil, err
 	}
-	st, err := checkContent(&FileStatus{Path: part, Size: sums.n, SHA256: whole, HasHash: hasChecksum(sums.n)}, embeddedOK, true)
+	st := &FileStatus{Path: part, Size: sums.n, SHA256: whole, HasHash: hasChecksum(sums.n)}
+	if err = refuseBadHash(st, embeddedOK, true); err == nil {
+		err = checkDatabase(st)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("the streamed snapshot failed verification: %w", err)
 	}
