@@ -59,6 +59,7 @@ type replaceScenario struct {
 }
 
 func newReplaceScenario(b *Binaries, server Server) (*replaceScenario, error) {
+	born := time.Now()
 	c, err := StartCluster(b, server, ClusterOptions{Members: 3})
 	if err != nil {
 		return nil, err
@@ -76,6 +77,13 @@ func newReplaceScenario(b *Binaries, server Server) (*replaceScenario, error) {
 		sc.close()
 		return nil, err
 	}
+	// A real cluster has run for a while when a member fails. etcd accepts
+	// a member add only once the member receiving it has been connected to
+	// a quorum for 5 s (its HealthInterval); in a cluster seconds old that
+	// rule, not the replacement, would dominate both sides' times.
+	if young := healthInterval + time.Second - time.Since(born); young > 0 {
+		time.Sleep(young)
+	}
 	c.Kill("m1", syscall.SIGKILL)
 	// Start measuring only once the two survivors serve the writer again
 	// (an election follows when m1 led).
@@ -89,6 +97,9 @@ func newReplaceScenario(b *Binaries, server Server) (*replaceScenario, error) {
 	}
 	return sc, nil
 }
+
+// healthInterval is etcd's etcdserver.HealthInterval.
+const healthInterval = 5 * time.Second
 
 func (sc *replaceScenario) close() { sc.closer() }
 

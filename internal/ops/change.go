@@ -47,6 +47,11 @@ type Backup func(ctx context.Context, reason string) (path string, err error)
 // reconfiguration check), and clientv3 never retries membership RPCs.
 const DefaultChangeTimeout = time.Minute
 
+// PollInterval is how often a wait re-reads the cluster (a member list, or
+// a status and a health check per member): short enough that a step ends
+// soon after etcd allows it, long enough to be no load on the cluster.
+const PollInterval = 200 * time.Millisecond
+
 // retry calls fn until it succeeds, fails with an error etcd only returns
 // for a while, or limit passes; it backs off from 200 ms to 2 s.
 func retry(ctx context.Context, limit time.Duration, fn func() error) error {

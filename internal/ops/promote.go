@@ -160,7 +160,7 @@ func promote(ctx context.Context, t *connect.Target, ms *Membership, m *Member, 
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(500 * time.Millisecond):
+		case <-time.After(PollInterval):
 		}
 	}
 }
@@ -195,7 +195,7 @@ func waitLearner(ctx context.Context, t *connect.Target, id uint64, deadline tim
 		select {
 		case <-ctx.Done():
 			return nil, nil, ctx.Err()
-		case <-time.After(time.Second):
+		case <-time.After(PollInterval):
 		}
 	}
 }

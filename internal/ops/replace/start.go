@@ -42,7 +42,7 @@ func (startPhase) Run(ctx context.Context, r *run) error {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(500 * time.Millisecond):
+		case <-time.After(ops.PollInterval):
 		}
 	}
 }

@@ -38,7 +38,7 @@ func (verifyPhase) Run(ctx context.Context, r *run) error {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(500 * time.Millisecond):
+		case <-time.After(ops.PollInterval):
 		}
 		if err := r.refresh(ctx); err != nil {
 			return err
