@@ -2,6 +2,7 @@ package snapshot
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"os/exec"
 	"strconv"
 	"syscall"
+	"time"
 
 	etcdutlsnap "go.etcd.io/etcd/etcdutl/v3/snapshot"
 )
@@ -66,6 +68,16 @@ func limitCheckMemory(dbSize int64) error {
 
 func checkMemoryLimit(dbSize int64) int64 { return 256<<20 + dbSize/4 }
 
+// checkTimeLimit bounds the checker's time. Damaged branch pages can point
+// at the same subtree many times over, and bbolt's check walks it every
+// time: exponential work in a few kilobytes, with no memory growth for the
+// cap above to catch. A sound database is checked at hundreds of MB/s
+// from the page cache; the limit allows 2 minutes plus 10 MB/s from disk.
+// A variable so a test can see the limit work.
+var checkTimeLimit = func(dbSize int64) time.Duration {
+	return 2*time.Minute + time.Duration(dbSize/(10<<20))*time.Second
+}
+
 type dbCheckResult struct {
 	Done   bool               `json:"done"`
 	Status etcdutlsnap.Status `json:"status"`
@@ -80,7 +92,10 @@ func dbStatus(path string, dbSize int64) (etcdutlsnap.Status, error) {
 		// here and accept the risk the child exists to remove.
 		return dbStatusInProcess(path, dbSize)
 	}
-	cmd := exec.Command(exe)
+	limit := checkTimeLimit(dbSize)
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, exe)
 	cmd.Env = append(os.Environ(), dbCheckEnv+"="+path, dbCheckSizeEnv+"="+strconv.FormatInt(dbSize, 10))
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -91,6 +106,9 @@ func dbStatus(path string, dbSize int64) (etcdutlsnap.Status, error) {
 			return etcdutlsnap.Status{}, errors.New(res.Err)
 		}
 		return res.Status, nil
+	}
+	if ctx.Err() != nil {
+		return etcdutlsnap.Status{}, fmt.Errorf("checking the database did not finish in %v, which a sound database of %d bytes never needs: it is likely damaged (pages that refer to each other over and over), or the disk is extremely slow", limit, dbSize)
 	}
 	var exit *exec.ExitError
 	if errors.As(runErr, &exit) {

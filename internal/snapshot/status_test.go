@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -169,5 +170,19 @@ func TestStatusOfDamagedPages(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestStatusCheckTimeLimit: a check that runs past its limit (as one over
+// damaged pages that point at the same subtree again and again would) is
+// stopped and reported, not waited for.
+func TestStatusCheckTimeLimit(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "s.db")
+	makeKVSnapshot(t, path, 10)
+	defer func(f func(int64) time.Duration) { checkTimeLimit = f }(checkTimeLimit)
+	checkTimeLimit = func(int64) time.Duration { return time.Nanosecond }
+	_, err := Status(path)
+	if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "did not finish in 1ns") {
+		t.Fatalf("Status with a 1ns check limit: %v", err)
 	}
 }
