@@ -26,7 +26,8 @@ type RestoreOptions struct {
 // members are not started: Up does that next.
 func (d Dir) Restore(o RestoreOptions) (*snapshot.RestoreResult, error) {
 	// Check the snapshot before anything in the directory changes.
-	if _, err := snapshot.Verify(o.Snapshot, snapshot.VerifyOptions{}); err != nil {
+	verified, err := snapshot.Verify(o.Snapshot, snapshot.VerifyOptions{})
+	if err != nil {
 		return nil, err
 	}
 	unlock, err := d.Lock()
@@ -64,5 +65,6 @@ func (d Dir) Restore(o RestoreOptions) (*snapshot.RestoreResult, error) {
 		Members:      names,
 		RevisionBump: o.RevisionBump,
 		MoveAside:    true,
+		Verified:     verified,
 	})
 }

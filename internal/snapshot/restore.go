@@ -43,6 +43,10 @@ type RestoreOptions struct {
 	MoveAside bool
 	// SkipHashCheck accepts a db file copied from a data dir.
 	SkipHashCheck bool
+	// Verified is what the caller's own Verify of Snapshot returned, when
+	// it checked the file first (before changing anything of its own);
+	// Restore then does not read the whole file a second time.
+	Verified *FileStatus
 	// Now stamps moved-aside directories; default time.Now.
 	Now func() time.Time
 }
@@ -101,9 +105,12 @@ func Restore(o RestoreOptions) (*RestoreResult, error) {
 	// restore opens the database in this process, and a damaged one can
 	// fault inside bbolt where nothing recovers (the check runs in a
 	// child process for that reason).
-	st, err := Verify(o.Snapshot, VerifyOptions{SkipHashCheck: o.SkipHashCheck})
-	if err != nil {
-		return nil, err
+	st := o.Verified
+	if st == nil {
+		var err error
+		if st, err = Verify(o.Snapshot, VerifyOptions{SkipHashCheck: o.SkipHashCheck}); err != nil {
+			return nil, err
+		}
 	}
 	token := o.Token
 	if token == "" {
