@@ -34,6 +34,15 @@ func (a Alarm) who() string {
 	return "member " + a.MemberID
 }
 
+// Nudge commits one harmless raft entry through t: etcd serves an alarm
+// list through raft. A member that joined from the leader's snapshot has
+// every proposal refused as "too many requests" until it applies an entry
+// newer than that snapshot (etcd 3.7 does not count the snapshot as applied
+// when it limits proposals, in processInternalRaftRequestOnce), and its
+// first proposal publishes its name: in a cluster nobody writes to, it
+// would never start. Waits for a new member nudge each time they poll.
+func Nudge(ctx context.Context, t *connect.Target) { _, _ = Alarms(ctx, t) }
+
 // Alarms lists the raised alarms, each with the name of the member that
 // raised it.
 func Alarms(ctx context.Context, t *connect.Target) ([]Alarm, error) {

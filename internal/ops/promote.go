@@ -178,6 +178,9 @@ func waitLearner(ctx context.Context, t *connect.Target, id uint64, deadline tim
 			if m.Healthy {
 				return ms, m, nil
 			}
+			if !m.Started {
+				Nudge(ctx, t)
+			}
 			if report != nil {
 				report(catchUp(ctx, t, ms, id))
 			}

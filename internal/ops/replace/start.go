@@ -36,6 +36,7 @@ func (startPhase) Run(ctx context.Context, r *run) error {
 				return nil
 			}
 		}
+		ops.Nudge(ctx, r.o.Target)
 		if time.Now().After(deadline) {
 			return fmt.Errorf("%q did not start within %v; start it (%s)", r.o.New.Name, r.o.StartTimeout, r.o.Host.StartHint())
 		}

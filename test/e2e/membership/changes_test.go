@@ -75,8 +75,14 @@ func testLearner(t *testing.T, pc *testutil.ProcCluster, envs []string, backups 
 		t.Fatalf("after a killed promote: %+v", m)
 	}
 
-	m5 := startMember(t, filepath.Join(out, "etcd.yaml"))
-	r = testutil.RunOK(t, envs, "member", "promote", "m5", "--wait", "--backup-dir", backups)
+	// As an operator does it: start the learner and let `promote --wait`
+	// wait for it. Waiting for it to be ready first could wait forever
+	// here: it catches up from the leader's snapshot, and etcd refuses its
+	// first proposal (publishing its name) until it applies a newer entry,
+	// which nobody writes while the test waits; the wait nudges.
+	m5 := testutil.Start(t, nil, testutil.Etcdkit(t), "member", "run", "--config", filepath.Join(out, "etcd.yaml"))
+	r = testutil.RunOK(t, envs, "member", "promote", id, "--wait", "--backup-dir", backups)
+	testutil.WaitReady(t, m5)
 	if !strings.Contains(r.Stdout, `promoted member "m5"`) {
 		t.Fatalf("promote:\n%s%s", r.Stdout, r.Stderr)
 	}
