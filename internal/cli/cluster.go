@@ -43,12 +43,14 @@ func (a *App) restoreCmd(use string) *cobra.Command {
 of the cluster spec that lives on this machine: --member NAME for one (run the
 same command on every host), --all-local when every member's data dir is here.
 Each member gets the full initial cluster of the spec and a new cluster token
-derived from the snapshot's sha256, the same on every host, so restored
-members form one new cluster and never mix with the old one.
+derived from the database's sha256 (embedded in the snapshot), the same on
+every host, so restored members form one new cluster and never mix with the
+old one.
 
-The snapshot is verified first and every data dir checked before any is
-touched; a non-empty data dir is refused unless --move-aside, which renames it
-to DATADIR.before-restore-TIME (nothing is ever deleted). Members must be
+Every data dir is checked before any is touched, and each member is restored
+into a staging dir while the snapshot is verified; a bad snapshot leaves
+nothing behind. A non-empty data dir is refused unless --move-aside, which
+renames it to DATADIR.before-restore-TIME (nothing is ever deleted). Members must be
 stopped. By default the revision is bumped by 1,000,000,000 and marked
 compacted (etcd's advice for Kubernetes and other watchers: no client sees the
 revision go back; watchers re-list); --bump-revision 0 does neither.

@@ -37,6 +37,10 @@ type FileStatus struct {
 	Size int64 `json:"size"`
 	// SHA256 is the sha256 of the whole file, as `sha256sum` prints it.
 	SHA256 string `json:"sha256"`
+	// DatabaseSHA256 is the sha256 of the database: the hash embedded at
+	// the end of a streamed snapshot, or the file's own for a db copy. A
+	// restore names the new cluster's token by it.
+	DatabaseSHA256 string `json:"databaseSha256"`
 	// HasHash says the file ends with the sha256 of its database, as
 	// every snapshot streamed from a member (etcdctl's or etcdkit's) does;
 	// a db file copied out of a data dir has none.
@@ -127,7 +131,38 @@ func hashStatus(path string) (st *FileStatus, embeddedOK bool, err error) {
 	if err != nil {
 		return nil, false, fmt.Errorf("snapshot %s: %w", path, err)
 	}
+	switch {
+	case !st.HasHash:
+		st.DatabaseSHA256 = st.SHA256
+	case embeddedOK:
+		if st.DatabaseSHA256, err = embeddedSHA256(path); err != nil {
+			return nil, false, fmt.Errorf("snapshot %s: %w", path, err)
+		}
+	}
 	return st, embeddedOK, nil
+}
+
+// embeddedSHA256 reads the sha256 a streamed snapshot ends with (the
+// database's, etcd's integrity hash), without reading the rest; "" when
+// the file's size says it has none. It does not check it: Verify does.
+func embeddedSHA256(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return "", err
+	}
+	if fi.IsDir() || fi.Size() < 2*sha256.Size || !hasChecksum(fi.Size()) {
+		return "", nil
+	}
+	sum := make([]byte, sha256.Size)
+	if _, err := f.ReadAt(sum, fi.Size()-sha256.Size); err != nil {
+		return "", fmt.Errorf("read: %w", err)
+	}
+	return hex.EncodeToString(sum), nil
 }
 
 // refuseBadHash refuses a mismatched (or, when required, missing)

@@ -1,6 +1,7 @@
 package snapshot
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -10,7 +11,6 @@ import (
 	"time"
 
 	etcdutlsnap "go.etcd.io/etcd/etcdutl/v3/snapshot"
-	"go.uber.org/zap"
 
 	"github.com/etcdkit/etcdkit/internal/fsutil"
 	"github.com/etcdkit/etcdkit/internal/spec"
@@ -70,16 +70,18 @@ type RestoreResult struct {
 // DefaultToken is the cluster token of a restore: new for every snapshot,
 // so restored members never mix with the old cluster, and the same on
 // every machine that restores the same file, so no one has to carry a
-// secret from host to host.
-func DefaultToken(clusterName, sha256 string) string {
-	return fmt.Sprintf("%s-restored-%.12s", clusterName, sha256)
+// secret from host to host. dbSHA256 is the database's sha256
+// (FileStatus.DatabaseSHA256), which a streamed snapshot carries in its
+// last 32 bytes, so the token is known before the file has been read.
+func DefaultToken(clusterName, dbSHA256 string) string {
+	return fmt.Sprintf("%s-restored-%.12s", clusterName, dbSHA256)
 }
 
 // Restore makes data dirs for o.Members from a snapshot, each a member of a
 // new cluster made of every member of the spec, with etcdutl's restore.
-// It verifies the snapshot and checks every data dir before it touches any;
-// each member is restored into a staging directory first, and only when
-// all are ready are they moved into place.
+// It checks every data dir before it touches any; each member is restored
+// into a staging directory while the snapshot is verified, and only when
+// the snapshot is sound and every member ready are they moved into place.
 func Restore(o RestoreOptions) (*RestoreResult, error) {
 	if o.Now == nil {
 		o.Now = time.Now
@@ -101,25 +103,44 @@ func Restore(o RestoreOptions) (*RestoreResult, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	// The whole check comes first, not beside the restores: etcdutl's
-	// restore opens the database in this process, and a damaged one can
-	// fault inside bbolt where nothing recovers (the check runs in a
-	// child process for that reason).
-	st := o.Verified
-	if st == nil {
-		var err error
-		if st, err = Verify(o.Snapshot, VerifyOptions{SkipHashCheck: o.SkipHashCheck}); err != nil {
+	// The snapshot is verified beside the restores, not before them:
+	// verifying reads the whole file (its sha256 and bbolt's check, about
+	// a second per GiB), and each restore copies it meanwhile. The restores
+	// run in child processes writing staging dirs only, so a damaged file
+	// can neither crash this process nor reach a data dir: when the
+	// verification fails the children are killed and their dirs removed.
+	v := startVerify(o)
+	defer v.wait() // no verification outlives the call
+	exe, err := os.Executable()
+	if err != nil {
+		// No child to run the restores in: etcdutl's restore will open the
+		// database in this process, so it must be known sound first.
+		exe = ""
+		if _, err := v.wait(); err != nil {
 			return nil, err
 		}
 	}
 	token := o.Token
 	if token == "" {
-		token = DefaultToken(c.Name, st.SHA256)
+		// Named by the database's sha256, which a streamed snapshot carries
+		// in its last 32 bytes: known now, the same on every host. A db
+		// copy has none, and is named once the verification has hashed it.
+		sha := ""
+		if o.Verified != nil {
+			sha = o.Verified.DatabaseSHA256
+		} else if sha, err = embeddedSHA256(o.Snapshot); err != nil {
+			sha = ""
+		}
+		if sha == "" {
+			st, err := v.wait()
+			if err != nil {
+				return nil, err
+			}
+			sha = st.DatabaseSHA256
+		}
+		token = DefaultToken(c.Name, sha)
 	}
-	res := &RestoreResult{Snapshot: st, Token: token, Revision: st.Revision}
-	if o.RevisionBump > 0 {
-		res.Revision += int64(o.RevisionBump)
-	}
+	res := &RestoreResult{Token: token}
 
 	// Check every data dir first: refuse before changing anything.
 	stamp := o.Now().UTC().Format("20060102T150405Z")
@@ -148,8 +169,12 @@ func Restore(o RestoreOptions) (*RestoreResult, error) {
 		}
 		res.Members = append(res.Members, r)
 	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
+	if len(errs) > 0 {
+		// Every problem at once: the snapshot's too, if it has one.
+		if _, err := v.wait(); err != nil {
+			errs = append([]error{err}, errs...)
+		}
+		return nil, errors.Join(errs...)
 	}
 
 	// Restore each member into a staging dir beside its data dir (same
@@ -176,9 +201,10 @@ func Restore(o RestoreOptions) (*RestoreResult, error) {
 		staged[i] = s
 	}
 	// The members are restored at once: each is a copy of the database plus
-	// its own WAL, so a 3-member restore costs about what one costs. The
-	// snapshot's hash was checked above, so etcdutl need not read every
-	// copy again to check it.
+	// its own WAL. The verification checks the snapshot's hash, so etcdutl
+	// need not hash every copy again.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	restoreErrs := make([]error, len(res.Members))
 	var wg sync.WaitGroup
 	for i := range res.Members {
@@ -186,7 +212,7 @@ func Restore(o RestoreOptions) (*RestoreResult, error) {
 		go func() {
 			defer wg.Done()
 			m := members[i]
-			err := etcdutlsnap.NewV3(zap.NewNop()).Restore(etcdutlsnap.RestoreConfig{
+			err := restoreMember(ctx, exe, etcdutlsnap.RestoreConfig{
 				SnapshotPath:        o.Snapshot,
 				Name:                m.Name,
 				OutputDataDir:       staged[i],
@@ -202,10 +228,22 @@ func Restore(o RestoreOptions) (*RestoreResult, error) {
 			}
 		}()
 	}
+	st, verr := v.wait()
+	if verr != nil {
+		cancel()
+	}
 	wg.Wait()
+	if verr != nil {
+		cleanup()
+		return nil, verr
+	}
 	if err := errors.Join(restoreErrs...); err != nil {
 		cleanup()
 		return nil, err
+	}
+	res.Snapshot, res.Revision = st, st.Revision
+	if o.RevisionBump > 0 {
+		res.Revision += int64(o.RevisionBump)
 	}
 
 	// Move old data aside, then every staged dir into place. A failure
@@ -242,6 +280,34 @@ func Restore(o RestoreOptions) (*RestoreResult, error) {
 		}
 	}
 	return res, nil
+}
+
+// verification is a Verify of the snapshot running beside the restore.
+type verification struct {
+	done chan struct{}
+	st   *FileStatus
+	err  error
+}
+
+// startVerify verifies o.Snapshot in the background, unless the caller
+// already has (o.Verified).
+func startVerify(o RestoreOptions) *verification {
+	v := &verification{done: make(chan struct{})}
+	if o.Verified != nil {
+		v.st = o.Verified
+		close(v.done)
+		return v
+	}
+	go func() {
+		defer close(v.done)
+		v.st, v.err = Verify(o.Snapshot, VerifyOptions{SkipHashCheck: o.SkipHashCheck})
+	}()
+	return v
+}
+
+func (v *verification) wait() (*FileStatus, error) {
+	<-v.done
+	return v.st, v.err
 }
 
 // checkDataDirFree refuses a data dir a running member holds.

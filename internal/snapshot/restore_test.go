@@ -3,6 +3,7 @@ package snapshot
 import (
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -29,15 +30,7 @@ func TestRestoreRefusesDamagedDatabase(t *testing.T) {
 		t.Fatal(err)
 	}
 	data := filepath.Join(dir, "data")
-	c := &spec.Cluster{Name: "c"}
-	for i, name := range []string{"m1", "m2", "m3"} {
-		c.Members = append(c.Members, spec.Member{
-			Name:    name,
-			PeerURL: "https://127.0.0." + string(rune('1'+i)) + ":2380",
-			DataDir: filepath.Join(data, name),
-		})
-	}
-	_, err = Restore(RestoreOptions{Snapshot: snap, Cluster: c, Members: []string{"m1", "m2", "m3"}, RevisionBump: DefaultRevisionBump})
+	_, err = Restore(RestoreOptions{Snapshot: snap, Cluster: testCluster(data), Members: []string{"m1", "m2", "m3"}, RevisionBump: DefaultRevisionBump})
 	if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "the database is damaged") {
 		t.Fatalf("Restore of a damaged database: %v", err)
 	}
@@ -47,5 +40,101 @@ func TestRestoreRefusesDamagedDatabase(t *testing.T) {
 			names = append(names, e.Name())
 		}
 		t.Fatalf("a refused restore left %v in %s", names, data)
+	}
+}
+
+func testCluster(data string) *spec.Cluster {
+	c := &spec.Cluster{Name: "c"}
+	for i, name := range []string{"m1", "m2", "m3"} {
+		c.Members = append(c.Members, spec.Member{
+			Name:    name,
+			PeerURL: "https://127.0.0." + string(rune('1'+i)) + ":2380",
+			DataDir: filepath.Join(data, name),
+		})
+	}
+	return c
+}
+
+// TestRestoreNamesTokenByDatabase: the restored cluster's token is named by
+// the database's sha256, read from a streamed snapshot's last 32 bytes (so
+// the restores need not wait for the file to be hashed); a db copy of the
+// same database, which has no embedded hash, gets the same token from its
+// own sha256. Every member ends with a data dir and nothing else is left.
+func TestRestoreNamesTokenByDatabase(t *testing.T) {
+	dir := t.TempDir()
+	snap := filepath.Join(dir, "s.db")
+	makeKVSnapshot(t, snap, 50)
+	content, err := os.ReadFile(snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := content[:len(content)-sha256.Size]
+	want := DefaultToken("c", fmt.Sprintf("%x", sha256.Sum256(db)))
+	dbCopy := filepath.Join(dir, "copy.db")
+	if err := os.WriteFile(dbCopy, db, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		file string
+		skip bool
+	}{{snap, false}, {dbCopy, true}} {
+		data := filepath.Join(dir, filepath.Base(tc.file)+".data")
+		res, err := Restore(RestoreOptions{Snapshot: tc.file, Cluster: testCluster(data), Members: []string{"m1", "m2", "m3"}, RevisionBump: DefaultRevisionBump, SkipHashCheck: tc.skip})
+		if err != nil {
+			t.Fatalf("restore %s: %v", tc.file, err)
+		}
+		if res.Token != want {
+			t.Errorf("restore %s: token %q, want %q", tc.file, res.Token, want)
+		}
+		if res.Snapshot == nil || res.Snapshot.TotalKeys != 49 || res.Revision != 52+DefaultRevisionBump {
+			t.Errorf("restore %s: result %+v", tc.file, res)
+		}
+		left, err := os.ReadDir(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, e := range left {
+			names = append(names, e.Name())
+			if !fileExists(filepath.Join(data, e.Name(), "member", "snap", "db")) {
+				t.Errorf("restore %s: %s has no database", tc.file, e.Name())
+			}
+		}
+		if strings.Join(names, ",") != "m1,m2,m3" {
+			t.Errorf("restore %s left %v in %s, want the three data dirs only", tc.file, names, data)
+		}
+	}
+}
+
+// TestRestoreReportsEveryProblem: a damaged snapshot and a non-empty data
+// dir are reported together (the verification runs beside the data dir
+// checks), and neither the data dir nor anything beside it changes.
+func TestRestoreReportsEveryProblem(t *testing.T) {
+	dir := t.TempDir()
+	snap := filepath.Join(dir, "s.db")
+	makeKVSnapshot(t, snap, 10)
+	content, err := os.ReadFile(snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	content[len(content)/2] ^= 0x55
+	if err := os.WriteFile(snap, content, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	data := filepath.Join(dir, "data")
+	old := filepath.Join(data, "m1", "old")
+	if err := os.MkdirAll(filepath.Dir(old), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(old, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Restore(RestoreOptions{Snapshot: snap, Cluster: testCluster(data), Members: []string{"m1", "m2"}})
+	if err == nil || !strings.Contains(err.Error(), "embedded sha256 does not match") || !strings.Contains(err.Error(), `member "m1": data dir`) {
+		t.Fatalf("Restore: %v, want both the snapshot's and m1's problem", err)
+	}
+	left, _ := os.ReadDir(data)
+	if len(left) != 1 || left[0].Name() != "m1" || !fileExists(old) {
+		t.Fatalf("a refused restore changed %s: %v", data, left)
 	}
 }

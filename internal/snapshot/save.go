@@ -9,6 +9,7 @@ package snapshot
 import (
 	"cmp"
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -70,6 +71,10 @@ type Info struct {
 	Size           int64  `json:"size"`
 	// SHA256 is the sha256 of the whole file (as `sha256sum` prints it).
 	SHA256 string `json:"sha256"`
+	// DatabaseSHA256 is the sha256 embedded at the file's end (etcd's
+	// integrity hash of the database); a restore's cluster token is
+	// named by it.
+	DatabaseSHA256 string `json:"databaseSha256,omitempty"`
 	// Hash is etcdutl's content hash (`etcdutl snapshot status`).
 	Hash uint32 `json:"hash"`
 	// Verified says the embedded hash and the database were checked
@@ -233,6 +238,7 @@ func saveFrom(ctx context.Context, cli *clientv3.Client, src Source, path string
 	if err = refuseBadHash(st, embeddedOK, true); err != nil {
 		return nil, fmt.Errorf("the streamed snapshot failed verification: %w", err)
 	}
+	st.DatabaseSHA256 = hex.EncodeToString(sums.tail)
 	// The database check reads the file from the page cache, which holds
 	// exactly what fsync is writing out, so the two run at once: a
 	// gigabyte's fsync and its check each take about a second. The file
@@ -260,7 +266,7 @@ func saveFrom(ctx context.Context, cli *clientv3.Client, src Source, path string
 		Path: path, Created: at.UTC(), Reason: o.Reason,
 		Endpoint: src.Endpoint, Member: src.Name, MemberID: src.MemberID, Version: src.Version,
 		StorageVersion: st.StorageVersion, Revision: st.Revision, TotalKeys: st.TotalKeys,
-		Size: st.Size, SHA256: st.SHA256, Hash: st.Hash, Verified: true,
+		Size: st.Size, SHA256: st.SHA256, DatabaseSHA256: st.DatabaseSHA256, Hash: st.Hash, Verified: true,
 	}
 	if src.Leaderless {
 		info.Warning = "the member had no leader (quorum lost?): the snapshot may miss writes acknowledged by other members"

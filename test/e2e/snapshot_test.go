@@ -131,7 +131,7 @@ func TestSnapshotRestoreCluster(t *testing.T) {
 	if r.Code != 0 {
 		t.Fatalf("cluster restore: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
 	}
-	if !strings.Contains(r.Stdout, "cluster token etcdkit-local-restored-"+info.SHA256[:12]) {
+	if !strings.Contains(r.Stdout, "cluster token etcdkit-local-restored-"+info.DatabaseSHA256[:12]) {
 		t.Fatalf("cluster restore output lacks the token:\n%s", r.Stdout)
 	}
 	c = testutil.Up(t, dir)
