@@ -115,10 +115,13 @@ func LoadBench(b *Binaries, o LoadOptions, r Report) error {
 	r.Table([]string{"workload", "clients", "etcdkit req/s", "stock req/s", "throughput ratio (target >= 0.97)",
 		"etcdkit p99 ms", "stock p99 ms", "p99 ratio (target <= 1.03)", "errors etcdkit / stock"}, rows)
 	if len(missed) == 0 {
-		r.Printf("Every target met in this run.\n\n")
+		r.Printf("Every cell met both targets in this run.\n\n")
 	} else {
-		r.Printf("Targets missed in this run: %s.\n\n", strings.Join(missed, "; "))
+		r.Printf("Cells outside a target in this run: %s.\n\n", strings.Join(missed, "; "))
 	}
+	tp, lat := pooledRatios(cells, o)
+	r.Printf("All workloads and client counts pooled, each etcdkit run against the stock run beside it (geometric mean of the paired ratios, 95%% bootstrap interval): throughput ratio %s, target >= 0.97 %s; p99 ratio %s, target <= 1.03 %s. \"Met\" means the whole interval is on the target's side, \"not decided\" that it straddles the target.\n\n",
+		tp, tp.Verdict(0.97, true), lat, lat.Verdict(1.03, false))
 
 	if o.CheckPerfRuns > 0 {
 		if err := checkPerfSection(b, clusters, o.CheckPerfRuns, r); err != nil {
@@ -131,6 +134,21 @@ func LoadBench(b *Binaries, o LoadOptions, r Report) error {
 		}
 	}
 	return nil
+}
+
+// pooledRatios pairs every etcdkit run with the stock run of the same
+// workload, client count and round (the two ran one after the other), over
+// every cell: one throughput and one p99 PairedRatio for the whole table.
+func pooledRatios(cells map[loadKey]*loadCell, o LoadOptions) (throughput, p99 PairedRatio) {
+	var kitRPS, stockRPS, kitP99, stockP99 []float64
+	for _, wl := range o.Workloads {
+		for _, n := range o.Clients {
+			kit, stock := cells[loadKey{wl, n, ServerEtcdkit}], cells[loadKey{wl, n, ServerStock}]
+			kitRPS, stockRPS = append(kitRPS, kit.rps.Runs...), append(stockRPS, stock.rps.Runs...)
+			kitP99, stockP99 = append(kitP99, kit.p99.Runs...), append(stockP99, stock.p99.Runs...)
+		}
+	}
+	return NewPairedRatio(kitRPS, stockRPS), NewPairedRatio(kitP99, stockP99)
 }
 
 func checkPerfSection(b *Binaries, clusters map[Server]*Cluster, runs int, r Report) error {

@@ -2,6 +2,8 @@ package bench
 
 import (
 	"fmt"
+	"math"
+	"math/rand/v2"
 	"slices"
 	"time"
 )
@@ -84,4 +86,80 @@ func VRatio(a, b Values) float64 {
 		return 0
 	}
 	return a.Median() / b.Median()
+}
+
+// PairedRatio summarises runs taken in pairs, a[i] beside b[i] (the two
+// sides of one interleaved run): the geometric mean of a[i]/b[i] and a 95%
+// bootstrap interval for it. Pairing takes out the drift both sides share
+// (a noisy neighbour, a slow minute), and pooling many pairs narrows the
+// interval where a handful of runs per cell cannot.
+type PairedRatio struct {
+	Pairs           int
+	GeoMean, Lo, Hi float64
+}
+
+// NewPairedRatio computes a PairedRatio; the bootstrap's random source is
+// seeded, so the same runs always give the same interval.
+func NewPairedRatio(a, b []float64) PairedRatio {
+	var logs []float64
+	for i := range min(len(a), len(b)) {
+		if a[i] > 0 && b[i] > 0 {
+			logs = append(logs, math.Log(a[i]/b[i]))
+		}
+	}
+	if len(logs) == 0 {
+		return PairedRatio{}
+	}
+	mean := func(pick func(int) float64) float64 {
+		s := 0.0
+		for i := range logs {
+			s += pick(i)
+		}
+		return s / float64(len(logs))
+	}
+	r := PairedRatio{Pairs: len(logs), GeoMean: math.Exp(mean(func(i int) float64 { return logs[i] }))}
+	const resamples = 10000
+	rng := rand.New(rand.NewPCG(1, 2))
+	means := make([]float64, resamples)
+	for k := range means {
+		means[k] = mean(func(int) float64 { return logs[rng.IntN(len(logs))] })
+	}
+	slices.Sort(means)
+	r.Lo, r.Hi = math.Exp(means[resamples*25/1000]), math.Exp(means[resamples*975/1000-1])
+	return r
+}
+
+// Verdict says where the interval lies against a target: "met" when all of
+// it is on the right side, "missed" when all of it is on the wrong side,
+// "not decided" when it straddles the target.
+func (p PairedRatio) Verdict(target float64, higherIsBetter bool) string {
+	lo, hi := p.Lo, p.Hi
+	if !higherIsBetter {
+		lo, hi = 1/hi, 1/lo
+		target = 1 / target
+	}
+	switch {
+	case lo >= target:
+		return "met"
+	case hi < target:
+		return "**missed**"
+	}
+	return "**not decided**"
+}
+
+func (p PairedRatio) String() string {
+	return fmt.Sprintf("%.3f (95%% interval %.3f-%.3f, %d pairs)", p.GeoMean, p.Lo, p.Hi, p.Pairs)
+}
+
+// pairedThroughput is the paired throughput ratio a/b of two timed sides:
+// the inverse of their time ratio.
+func pairedThroughput(a, b Sample) PairedRatio {
+	secs := func(s Sample) []float64 {
+		var out []float64
+		for _, d := range s.Runs {
+			out = append(out, 1/d.Seconds())
+		}
+		return out
+	}
+	return NewPairedRatio(secs(a), secs(b))
 }

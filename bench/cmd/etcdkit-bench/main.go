@@ -185,9 +185,13 @@ func runAll(r bench.Report, args []string) int {
 }
 
 // rerunCommand is the command line that reproduces a benchmark with the
-// flag values it ran with.
+// flag values it ran with, and TMPDIR when set: the file system under the
+// data dirs decides every write benchmark.
 func rerunCommand(name string, fs *flag.FlagSet) string {
 	parts := []string{"go run ./bench/cmd/etcdkit-bench", name}
+	if tmp := os.Getenv("TMPDIR"); tmp != "" {
+		parts = append([]string{"TMPDIR=" + tmp}, parts...)
+	}
 	fs.VisitAll(func(f *flag.Flag) {
 		if f.Value.String() != "" {
 			parts = append(parts, "-"+f.Name, f.Value.String())
