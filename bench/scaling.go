@@ -177,7 +177,7 @@ func ScalingBench(b *Binaries, o ScalingOptions, r Report) error {
 		rows = append(rows, row)
 	}
 	r.Header("Scaling with database size", o.Rerun, load)
-	r.Printf("One 3-member TLS cluster of etcdkit members grown through each size (96 KiB values); at each size the save and restore commands of the snapshot section and the catch-up of a new learner (added with MemberAddAsLearner, started on an empty data dir as `etcdkit member run` or as stock etcd from the same config, timed from its start until the leader accepts its promotion, i.e. it has the leader's data). Seconds, **median** (min-max) of %d runs; sides alternating; the plot shows medians.\n\n", o.Runs)
+	r.Printf("One 3-member TLS cluster of etcdkit members grown through each size (96 KiB values); at each size the save and restore commands of the snapshot section and the catch-up of a new learner (added with MemberAddAsLearner, started on an empty data dir as `etcdkit member run` or as stock etcd from the same config, timed from its start until the leader accepts its promotion, i.e. it has the leader's data). Seconds, **median** (min-max) of %d runs after an untimed warm-up round of the save and restore commands; sides alternating; the plot shows medians.\n\n", o.Runs)
 	header := []string{"database", "etcdkit save", "etcdctl save", "etcdkit restore (1)", "etcdutl restore (1)", "etcdkit restore (3, --all-local)", "catch-up, etcdkit learner", "catch-up, stock learner"}
 	var table [][]string
 	for _, row := range rows {
