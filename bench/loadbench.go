@@ -26,6 +26,10 @@ type LoadOptions struct {
 	// ProfileDir, when set, enables pprof on both sides' members and saves
 	// a CPU profile of each side's leader during one put run there.
 	ProfileDir string
+	// Calibrate runs stock etcd on both sides (an A/A run): the ratios it
+	// reports are the harness's own bias and noise, the yardstick for the
+	// etcdkit/stock ratios of a real run on the same machine.
+	Calibrate bool
 	// Rerun is the command line that reproduces this run.
 	Rerun string
 }
@@ -59,7 +63,11 @@ func LoadBench(b *Binaries, o LoadOptions, r Report) error {
 	}
 	clusters := map[Server]*Cluster{}
 	for _, s := range []Server{ServerEtcdkit, ServerStock} {
-		c, err := StartCluster(b, s, ClusterOptions{Members: 3, Tweak: tweak})
+		runs := s
+		if o.Calibrate {
+			runs = ServerStock
+		}
+		c, err := StartCluster(b, runs, ClusterOptions{Members: 3, Tweak: tweak})
 		if err != nil {
 			return err
 		}
@@ -92,7 +100,14 @@ func LoadBench(b *Binaries, o LoadOptions, r Report) error {
 		}
 	}
 
-	r.Header("Throughput and latency, 3-member TLS cluster", o.Rerun, load)
+	kitName, stockName := "etcdkit", "stock"
+	if o.Calibrate {
+		kitName, stockName = "stock A", "stock B"
+		r.Header("Throughput and latency, calibration: stock etcd on both sides", o.Rerun, load)
+		r.Printf("An A/A run: the harness below with stock etcd in both clusters, side A where a real run has etcdkit. Every ratio away from 1 here is the harness's own (which cluster started first, which runs first, the other cluster idling beside it) and the machine's noise.\n\n")
+	} else {
+		r.Header("Throughput and latency, 3-member TLS cluster", o.Rerun, load)
+	}
 	r.Printf("etcd's own benchmark tool (`go.etcd.io/etcd/v3/tools/benchmark` v3.7.1, `bench/cmd/etcd-benchmark`) against two 3-member clusters running at once on 127.0.0.1-3, TLS with client certificates on client and peer URLs: one of `etcdkit member run` processes, one of stock etcd 3.7 processes (`bench/cmd/stock-etcd`) reading the same rendered YAML with `--config-file`. %d runs of each workload and client count, sides alternating; %d requests per run; 8-byte keys, 256-byte values, linearizable reads; `txn-mixed` is 1:1 read/write with range limit 100 over 1000 keys. Cells are min / **median** / max; ratios are etcdkit/stock of medians.\n\n", o.Runs, o.Total)
 	var rows [][]string
 	var missed []string
@@ -112,23 +127,23 @@ func LoadBench(b *Binaries, o LoadOptions, r Report) error {
 			}
 		}
 	}
-	r.Table([]string{"workload", "clients", "etcdkit req/s", "stock req/s", "throughput ratio (target >= 0.97)",
-		"etcdkit p99 ms", "stock p99 ms", "p99 ratio (target <= 1.03)", "errors etcdkit / stock"}, rows)
+	r.Table([]string{"workload", "clients", kitName + " req/s", stockName + " req/s", "throughput ratio (target >= 0.97)",
+		kitName + " p99 ms", stockName + " p99 ms", "p99 ratio (target <= 1.03)", "errors " + kitName + " / " + stockName}, rows)
 	if len(missed) == 0 {
 		r.Printf("Every cell met both targets in this run.\n\n")
 	} else {
 		r.Printf("Cells outside a target in this run: %s.\n\n", strings.Join(missed, "; "))
 	}
 	tp, lat := pooledRatios(cells, o)
-	r.Printf("All workloads and client counts pooled, each etcdkit run against the stock run beside it (geometric mean of the paired ratios, 95%% bootstrap interval): throughput ratio %s, target >= 0.97 %s; p99 ratio %s, target <= 1.03 %s. \"Met\" means the whole interval is on the target's side, \"not decided\" that it straddles the target.\n\n",
+	r.Printf("All workloads and client counts pooled, each "+kitName+" run against the "+stockName+" run beside it (geometric mean of the paired ratios, 95%% bootstrap interval): throughput ratio %s, target >= 0.97 %s; p99 ratio %s, target <= 1.03 %s. \"Met\" means the whole interval is on the target's side, \"not decided\" that it straddles the target.\n\n",
 		tp, tp.Verdict(0.97, true), lat, lat.Verdict(1.03, false))
 
-	if o.CheckPerfRuns > 0 {
+	if o.CheckPerfRuns > 0 && !o.Calibrate {
 		if err := checkPerfSection(b, clusters, o.CheckPerfRuns, r); err != nil {
 			return err
 		}
 	}
-	if o.ProfileDir != "" {
+	if o.ProfileDir != "" && !o.Calibrate {
 		if err := profileSection(b, clusters, cells, o, r); err != nil {
 			return err
 		}

@@ -44,6 +44,7 @@ var benchmarks = map[string]benchmark{
 		fs.IntVar(&o.Total, "total", 10000, "requests per run")
 		fs.IntVar(&o.CheckPerfRuns, "check-perf-runs", 2, "runs of `etcdctl check perf` per side (60 s each); 0 skips it")
 		fs.StringVar(&o.ProfileDir, "pprof", "", "directory for CPU profiles of each side's leader during put (enables pprof on both sides)")
+		fs.BoolVar(&o.Calibrate, "calibrate", false, "stock etcd on both sides (A/A): the harness's own bias and noise")
 		return func(b *bench.Binaries, r bench.Report, rerun string) error {
 			var err error
 			if o.Clients, err = ints(*clients); err != nil {
