@@ -194,6 +194,13 @@ func rerunCommand(name string, fs *flag.FlagSet) string {
 		parts = append([]string{"TMPDIR=" + tmp}, parts...)
 	}
 	fs.VisitAll(func(f *flag.Flag) {
+		if b, ok := f.Value.(interface{ IsBoolFlag() bool }); ok && b.IsBoolFlag() {
+			// "-name false" would set it and leave "false" behind.
+			if f.Value.String() == "true" {
+				parts = append(parts, "-"+f.Name)
+			}
+			return
+		}
 		if f.Value.String() != "" {
 			parts = append(parts, "-"+f.Name, f.Value.String())
 		}
