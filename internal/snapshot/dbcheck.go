@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"strconv"
 	"syscall"
 	"time"
@@ -95,13 +94,9 @@ func dbStatus(path string, dbSize int64) (etcdutlsnap.Status, error) {
 	limit := checkTimeLimit(dbSize)
 	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, exe)
-	cmd.Env = append(os.Environ(), dbCheckEnv+"="+path, dbCheckSizeEnv+"="+strconv.FormatInt(dbSize, 10))
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	runErr := cmd.Run()
 	var res dbCheckResult
-	if json.Unmarshal(stdout.Bytes(), &res) == nil && res.Done {
+	stderr, runErr := runChild(ctx, exe, []string{dbCheckEnv + "=" + path, dbCheckSizeEnv + "=" + strconv.FormatInt(dbSize, 10)}, &res)
+	if res.Done {
 		if res.Err != "" {
 			return etcdutlsnap.Status{}, errors.New(res.Err)
 		}
@@ -110,25 +105,11 @@ func dbStatus(path string, dbSize int64) (etcdutlsnap.Status, error) {
 	if ctx.Err() != nil {
 		return etcdutlsnap.Status{}, fmt.Errorf("checking the database did not finish in %v, which a sound database of %d bytes never needs: it is likely damaged (pages that refer to each other over and over), or the disk is extremely slow", limit, dbSize)
 	}
-	var exit *exec.ExitError
-	if errors.As(runErr, &exit) {
-		if ws, ok := exit.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			return etcdutlsnap.Status{}, fmt.Errorf("the database is damaged: reading it faulted (%v): a page points outside the file", ws.Signal())
-		}
-		if bytes.Contains(stderr.Bytes(), []byte("out of memory")) {
-			return etcdutlsnap.Status{}, fmt.Errorf("the database is damaged: checking it needed more than %d MiB of memory, which a sound database of %d bytes never does (a page claims an impossible number of overflow pages)", checkMemoryLimit(dbSize)>>20, dbSize)
-		}
-		if bytes.Contains(stderr.Bytes(), []byte("unexpected fault address")) {
-			return etcdutlsnap.Status{}, errors.New("the database is damaged: reading it faulted: a page points outside the file")
-		}
+	if how, ok := childFaulted(runErr, stderr); ok {
+		return etcdutlsnap.Status{}, fmt.Errorf("the database is damaged: reading it faulted%s: a page points outside the file", how)
 	}
-	return etcdutlsnap.Status{}, fmt.Errorf("database check (%s) failed: %v: %s", exe, runErr, lastLine(stderr.Bytes()))
-}
-
-func lastLine(b []byte) string {
-	b = bytes.TrimSpace(b)
-	if i := bytes.LastIndexByte(b, '\n'); i >= 0 {
-		b = b[i+1:]
+	if bytes.Contains(stderr, []byte("out of memory")) {
+		return etcdutlsnap.Status{}, fmt.Errorf("the database is damaged: checking it needed more than %d MiB of memory, which a sound database of %d bytes never does (a page claims an impossible number of overflow pages)", checkMemoryLimit(dbSize)>>20, dbSize)
 	}
-	return string(b)
+	return etcdutlsnap.Status{}, fmt.Errorf("database check (%s) failed: %v: %s", exe, runErr, lastLine(stderr))
 }

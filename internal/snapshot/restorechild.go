@@ -1,14 +1,11 @@
 package snapshot
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
-	"syscall"
 
 	etcdutlsnap "go.etcd.io/etcd/etcdutl/v3/snapshot"
 	"go.uber.org/zap"
@@ -62,13 +59,9 @@ func restoreMember(ctx context.Context, exe string, rc etcdutlsnap.RestoreConfig
 	if err != nil {
 		return err
 	}
-	cmd := exec.CommandContext(ctx, exe)
-	cmd.Env = append(os.Environ(), restoreEnv+"="+string(cfg))
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	runErr := cmd.Run()
 	var res restoreChildResult
-	if json.Unmarshal(stdout.Bytes(), &res) == nil && res.Done {
+	stderr, runErr := runChild(ctx, exe, []string{restoreEnv + "=" + string(cfg)}, &res)
+	if res.Done {
 		if res.Err != "" {
 			return errors.New(res.Err)
 		}
@@ -77,14 +70,8 @@ func restoreMember(ctx context.Context, exe string, rc etcdutlsnap.RestoreConfig
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	var exit *exec.ExitError
-	if errors.As(runErr, &exit) {
-		if ws, ok := exit.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			return fmt.Errorf("the database is damaged: restoring it faulted (%v)", ws.Signal())
-		}
-		if bytes.Contains(stderr.Bytes(), []byte("unexpected fault address")) {
-			return errors.New("the database is damaged: restoring it faulted: a page points outside the file")
-		}
+	if how, ok := childFaulted(runErr, stderr); ok {
+		return fmt.Errorf("the database is damaged: restoring it faulted%s: a page points outside the file", how)
 	}
-	return fmt.Errorf("restore (%s) failed: %v: %s", exe, runErr, lastLine(stderr.Bytes()))
+	return fmt.Errorf("restore (%s) failed: %v: %s", exe, runErr, lastLine(stderr))
 }
