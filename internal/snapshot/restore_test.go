@@ -34,13 +34,33 @@ func TestRestoreRefusesDamagedDatabase(t *testing.T) {
 	if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "the database is damaged") {
 		t.Fatalf("Restore of a damaged database: %v", err)
 	}
-	if left, _ := os.ReadDir(data); len(left) > 0 {
-		var names []string
-		for _, e := range left {
-			names = append(names, e.Name())
-		}
-		t.Fatalf("a refused restore left %v in %s", names, data)
+	if left := entries(data); left != "" {
+		t.Fatalf("a refused restore left %q in %s", left, data)
 	}
+}
+
+// kvSnapshot writes makeKVSnapshot's file of n keys into a new temp dir and
+// returns the dir, the file and its content.
+func kvSnapshot(t *testing.T, n int) (dir, path string, content []byte) {
+	t.Helper()
+	dir = t.TempDir()
+	path = filepath.Join(dir, "s.db")
+	makeKVSnapshot(t, path, n)
+	content, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir, path, content
+}
+
+// entries names what dir holds ("" when it does not exist).
+func entries(dir string) string {
+	list, _ := os.ReadDir(dir)
+	var names []string
+	for _, e := range list {
+		names = append(names, e.Name())
+	}
+	return strings.Join(names, ",")
 }
 
 func testCluster(data string) *spec.Cluster {
@@ -61,13 +81,7 @@ func testCluster(data string) *spec.Cluster {
 // same database, which has no embedded hash, gets the same token from its
 // own sha256. Every member ends with a data dir and nothing else is left.
 func TestRestoreNamesTokenByDatabase(t *testing.T) {
-	dir := t.TempDir()
-	snap := filepath.Join(dir, "s.db")
-	makeKVSnapshot(t, snap, 50)
-	content, err := os.ReadFile(snap)
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir, snap, content := kvSnapshot(t, 50)
 	db := content[:len(content)-sha256.Size]
 	want := DefaultToken("c", fmt.Sprintf("%x", sha256.Sum256(db)))
 	dbCopy := filepath.Join(dir, "copy.db")
@@ -89,19 +103,13 @@ func TestRestoreNamesTokenByDatabase(t *testing.T) {
 		if res.Snapshot == nil || res.Snapshot.TotalKeys != 49 || res.Revision != 52+DefaultRevisionBump {
 			t.Errorf("restore %s: result %+v", tc.file, res)
 		}
-		left, err := os.ReadDir(data)
-		if err != nil {
-			t.Fatal(err)
+		if left := entries(data); left != "m1,m2,m3" {
+			t.Errorf("restore %s left %q in %s, want the three data dirs only", tc.file, left, data)
 		}
-		var names []string
-		for _, e := range left {
-			names = append(names, e.Name())
-			if !fileExists(filepath.Join(data, e.Name(), "member", "snap", "db")) {
-				t.Errorf("restore %s: %s has no database", tc.file, e.Name())
+		for _, m := range []string{"m1", "m2", "m3"} {
+			if !fileExists(filepath.Join(data, m, "member", "snap", "db")) {
+				t.Errorf("restore %s: %s has no database", tc.file, m)
 			}
-		}
-		if strings.Join(names, ",") != "m1,m2,m3" {
-			t.Errorf("restore %s left %v in %s, want the three data dirs only", tc.file, names, data)
 		}
 	}
 }
@@ -110,13 +118,7 @@ func TestRestoreNamesTokenByDatabase(t *testing.T) {
 // dir are reported together (the verification runs beside the data dir
 // checks), and neither the data dir nor anything beside it changes.
 func TestRestoreReportsEveryProblem(t *testing.T) {
-	dir := t.TempDir()
-	snap := filepath.Join(dir, "s.db")
-	makeKVSnapshot(t, snap, 10)
-	content, err := os.ReadFile(snap)
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir, snap, content := kvSnapshot(t, 10)
 	content[len(content)/2] ^= 0x55
 	if err := os.WriteFile(snap, content, 0o600); err != nil {
 		t.Fatal(err)
@@ -129,12 +131,11 @@ func TestRestoreReportsEveryProblem(t *testing.T) {
 	if err := os.WriteFile(old, []byte("x"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	_, err = Restore(RestoreOptions{Snapshot: snap, Cluster: testCluster(data), Members: []string{"m1", "m2"}})
+	_, err := Restore(RestoreOptions{Snapshot: snap, Cluster: testCluster(data), Members: []string{"m1", "m2"}})
 	if err == nil || !strings.Contains(err.Error(), "embedded sha256 does not match") || !strings.Contains(err.Error(), `member "m1": data dir`) {
 		t.Fatalf("Restore: %v, want both the snapshot's and m1's problem", err)
 	}
-	left, _ := os.ReadDir(data)
-	if len(left) != 1 || left[0].Name() != "m1" || !fileExists(old) {
-		t.Fatalf("a refused restore changed %s: %v", data, left)
+	if left := entries(data); left != "m1" || !fileExists(old) {
+		t.Fatalf("a refused restore changed %s: %q", data, left)
 	}
 }
